@@ -1,0 +1,1 @@
+/* image_io.c: not written yet */

@@ -1,0 +1,273 @@
+/* ddpm.h: the one public header of gimp-ddpm's portable diffusion core.
+ *
+ * Denoising Diffusion Probabilistic Models (Ho, Jain & Abbeel 2020) on the CPU:
+ *
+ *   forward process   q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)          eq. (4)
+ *   posterior         q(x_{t-1} | x_t, x_0) = N(mu~_t(x_t, x_0), beta~_t I)         eqs. (6), (7)
+ *   reverse step      x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-abar_t) eps) + sigma_t z
+ *                                                                                   Algorithm 2
+ *
+ * and the network that predicts eps: diffusers' UNet2DModel, loaded from a model
+ * folder (config.json, diffusion_pytorch_model.safetensors, scheduler_config.json).
+ *
+ * Conventions
+ *   - Images are float32 planes, channel-major (C x H x W, i.e. NCHW with N = 1
+ *     unless said otherwise), in model space [-1, 1].
+ *   - Functions that can fail return a ddpm_status and write a one-line message
+ *     into a caller-provided buffer `err` of `errlen` bytes (may be NULL / 0).
+ *     The core never prints and never exits.
+ *   - Ownership: the caller owns what it passes in; objects returned through a
+ *     `**out` pointer are freed with the matching _free function.
+ *   - Results never depend on the thread count.
+ */
+#ifndef DDPM_H
+#define DDPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    DDPM_OK = 0,
+    DDPM_ERR_IO,          /* a file could not be opened or read           */
+    DDPM_ERR_FORMAT,      /* a file is malformed (JSON, safetensors, ...)  */
+    DDPM_ERR_UNSUPPORTED, /* valid, but a feature this core does not have  */
+    DDPM_ERR_MISMATCH,    /* config and weights disagree                   */
+    DDPM_ERR_ARGUMENT,    /* a caller-supplied value is out of range       */
+    DDPM_ERR_MEMORY,      /* allocation failed or over the memory budget   */
+    DDPM_ERR_NUMERIC,     /* NaN or Inf appeared                           */
+    DDPM_CANCELLED        /* the progress callback asked to stop           */
+} ddpm_status;
+
+const char *ddpm_status_name(ddpm_status s);
+
+/* Number of threads for element-wise work and for OpenBLAS (0 = all cores). */
+void ddpm_set_threads(int n);
+int ddpm_get_threads(void);
+
+/* ------------------------------------------------------------------------ */
+/* Schedule: beta_t, alpha_t, abar_t and the posterior (eqs. 2, 4, 6, 7)      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { DDPM_BETA_LINEAR, DDPM_BETA_SCALED_LINEAR, DDPM_BETA_SQUAREDCOS_CAP_V2 } ddpm_beta_schedule;
+
+/* The reverse-process variance sigma_t^2 (paper sec. 3.2).  Both are optimal
+ * in an extreme: beta_t for x_0 ~ N(0, I), beta~_t for x_0 a point mass. */
+typedef enum {
+    DDPM_VARIANCE_BETA,      /* sigma_t^2 = beta_t               diffusers "fixed_large" */
+    DDPM_VARIANCE_POSTERIOR  /* sigma_t^2 = beta~_t (eq. 7)      diffusers "fixed_small" */
+} ddpm_variance;
+
+typedef enum { DDPM_PREDICT_EPSILON, DDPM_PREDICT_SAMPLE, DDPM_PREDICT_V } ddpm_prediction;
+typedef enum { DDPM_SPACING_LEADING, DDPM_SPACING_LINSPACE, DDPM_SPACING_TRAILING } ddpm_spacing;
+
+/* The keys of diffusers' scheduler_config.json that matter for sampling. */
+typedef struct {
+    int num_train_timesteps;          /* T                                   */
+    double beta_start, beta_end;
+    ddpm_beta_schedule beta_schedule;
+    ddpm_variance variance_type;      /* the model's own default             */
+    int clip_sample;                  /* clip x^_0 to [-range, range]        */
+    double clip_sample_range;
+    ddpm_prediction prediction_type;
+    ddpm_spacing timestep_spacing;
+    int steps_offset;
+} ddpm_scheduler_config;
+
+/* The DDPM defaults: T = 1000, linear betas 1e-4 .. 0.02, fixed_small, clip,
+ * epsilon, leading spacing (diffusers' DDPMScheduler defaults). */
+void ddpm_scheduler_config_default(ddpm_scheduler_config *c);
+/* Parse scheduler_config.json text; missing keys keep their defaults. */
+ddpm_status ddpm_scheduler_config_parse(const char *json, size_t len, ddpm_scheduler_config *c,
+                                        char *err, size_t errlen);
+ddpm_status ddpm_scheduler_config_load(const char *path, ddpm_scheduler_config *c,
+                                       char *err, size_t errlen);
+
+/* Precomputed per-timestep quantities, index t = 0 .. T-1 (diffusers' index;
+ * the paper's t = index + 1).  float arrays as diffusers keeps them. */
+typedef struct {
+    ddpm_scheduler_config config;
+    int T;
+    float *betas;                          /* beta_t                                  */
+    float *alphas;                         /* alpha_t = 1 - beta_t                    */
+    float *alphas_cumprod;                 /* abar_t = prod_{s<=t} alpha_s (in double) */
+    float *sqrt_alphas_cumprod;            /* sqrt(abar_t)                            */
+    float *sqrt_one_minus_alphas_cumprod;  /* sqrt(1 - abar_t)                        */
+    float *posterior_variance;             /* beta~_t = (1-abar_{t-1})/(1-abar_t) beta_t */
+    float *posterior_mean_coef1;           /* sqrt(abar_{t-1}) beta_t / (1-abar_t)    eq. 7 */
+    float *posterior_mean_coef2;           /* sqrt(alpha_t)(1-abar_{t-1}) / (1-abar_t) eq. 7 */
+} ddpm_schedule;
+
+ddpm_status ddpm_schedule_init(ddpm_schedule *s, const ddpm_scheduler_config *c, char *err, size_t errlen);
+void ddpm_schedule_free(ddpm_schedule *s);
+
+/* The respaced chain: K timesteps in descending order, written to `out` (room
+ * for K ints), following diffusers' set_timesteps for the configured spacing.
+ * With t_start < T-1 (refine), the K steps are placed on 0 .. t_start: see
+ * sampler.c for the exact rule.  Returns the number written or -1. */
+int ddpm_timesteps(const ddpm_schedule *s, int K, int t_start, int *out);
+
+/* ------------------------------------------------------------------------ */
+/* Noise: counter-based N(0, 1), addressed by (seed, stream, channel, y, x)  */
+/* ------------------------------------------------------------------------ */
+
+/* Streams: which draw of the run a deviate belongs to.  Addressing by
+ * absolute image coordinates makes results independent of tiling/threads. */
+#define DDPM_STREAM_REVERSE(t)  ((uint32_t)(t))             /* z of the step leaving timestep t */
+#define DDPM_STREAM_START       ((uint32_t)0x10000)         /* x_T, or the eps of q_sample at t0 */
+#define DDPM_STREAM_KNOWN(t)    ((uint32_t)0x20000 + (uint32_t)(t)) /* refine: re-noise the unmasked region to t */
+
+/* One standard normal deviate: Philox-4x32-10 with key = seed and counter =
+ * (x, y, channel, stream), then Box-Muller on the first two outputs. */
+float ddpm_noise(uint64_t seed, uint32_t stream, uint32_t channel, uint32_t y, uint32_t x);
+/* Fill a C x h x w block whose top-left pixel is (y0, x0) of the image. */
+void ddpm_noise_fill(uint64_t seed, uint32_t stream, int C, int h, int w, int y0, int x0, float *out);
+
+/* ------------------------------------------------------------------------ */
+/* The forward and reverse processes                                          */
+/* ------------------------------------------------------------------------ */
+
+/* eq. (4): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, n values. */
+void ddpm_q_sample(const ddpm_schedule *s, int t, const float *x0, const float *eps, float *xt, size_t n);
+
+/* One reverse step from timestep t to prev_t (-1 = the end of the chain),
+ * as diffusers' DDPMScheduler.step computes it: every per-step quantity comes
+ * from abar at t and prev_t, so the same code serves the full and the
+ * respaced chain.  `model_output` is eps (or x_0 / v per prediction_type);
+ * z is the noise (ignored when prev_t < 0).  n values; x_prev may alias x_t. */
+void ddpm_p_sample(const ddpm_schedule *s, int t, int prev_t, ddpm_variance variance,
+                   const float *x_t, const float *model_output, const float *z, float *x_prev, size_t n);
+
+/* The network, as the sampler sees it: eps = model(x_t, t), one C x H x W image. */
+typedef ddpm_status (*ddpm_predict_fn)(void *ctx, const float *x_t, int t, float *eps,
+                                       char *err, size_t errlen);
+
+/* Called after each reverse step (step = 1 .. total).  Return nonzero to stop:
+ * the run then returns DDPM_CANCELLED and leaves its output untouched. */
+typedef int (*ddpm_progress_fn)(void *ctx, int step, int total);
+
+typedef struct {
+    int steps;               /* K <= T: length of the respaced chain          */
+    ddpm_variance variance;  /* sigma_t^2 = beta_t or beta~_t                 */
+    uint64_t seed;
+    int t_start;             /* refine only: t0 in 1 .. T (paper's numbering) */
+} ddpm_sample_params;
+
+/* Generate: x_T ~ N(0, I) from DDPM_STREAM_START, then the respaced chain.
+ * `x` receives x_0 (C x H x W) only when the status is DDPM_OK. */
+ddpm_status ddpm_sample_generate(const ddpm_schedule *s, ddpm_predict_fn predict, void *predict_ctx,
+                                 int C, int H, int W, const ddpm_sample_params *p,
+                                 ddpm_progress_fn progress, void *progress_ctx,
+                                 float *x, char *err, size_t errlen);
+
+/* Refine: x_{t0} = q_sample(x_0), then the chain from t0 down to 0.  `mask`
+ * (H x W in [0, 1], NULL = everywhere) says where to refine: after every step
+ * the rest is replaced by q_sample(x_0) at the new timestep (fresh noise from
+ * DDPM_STREAM_KNOWN) and blended by the mask, so the refined region agrees
+ * with its surroundings; at the end it is x_0 exactly.  `x` receives the result. */
+ddpm_status ddpm_sample_refine(const ddpm_schedule *s, ddpm_predict_fn predict, void *predict_ctx,
+                               int C, int H, int W, const float *x0, const float *mask,
+                               const ddpm_sample_params *p,
+                               ddpm_progress_fn progress, void *progress_ctx,
+                               float *x, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Model folders and the U-Net                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ddpm_model ddpm_model;
+
+/* Load DIR/config.json, DIR/diffusion_pytorch_model.safetensors and (optional)
+ * DIR/scheduler_config.json.  Every tensor is checked against the config. */
+ddpm_status ddpm_model_load(const char *dir, ddpm_model **out, char *err, size_t errlen);
+void ddpm_model_free(ddpm_model *m);
+
+typedef struct {
+    int in_channels, out_channels;
+    int sample_size;          /* training size from the config, 0 if none            */
+    int levels;               /* len(block_out_channels)                              */
+    int stride;               /* H and W must be multiples of 2^(levels-1)            */
+    int has_attention;
+    long long parameters;
+    const ddpm_scheduler_config *scheduler;
+} ddpm_model_info;
+
+void ddpm_model_get_info(const ddpm_model *m, ddpm_model_info *info);
+/* A human-readable summary (architecture, tensors) written into buf. */
+void ddpm_model_describe(const ddpm_model *m, char *buf, size_t len);
+/* FLOPs (2 x multiply-adds of convolutions, linears and attention) for one
+ * evaluation at batch N and size H x W. */
+double ddpm_model_flops(const ddpm_model *m, int N, int H, int W);
+
+/* A forward plan owns the scratch buffers for one (N, H, W, padding mode),
+ * so the sampling loop never allocates. */
+typedef struct ddpm_unet_plan ddpm_unet_plan;
+
+/* Bytes of scratch a plan for this shape will allocate (for memory budgets). */
+size_t ddpm_unet_plan_bytes_estimate(const ddpm_model *m, int N, int H, int W);
+ddpm_status ddpm_unet_plan_create(const ddpm_model *m, int N, int H, int W, int circular,
+                                  ddpm_unet_plan **out, char *err, size_t errlen);
+void ddpm_unet_plan_free(ddpm_unet_plan *p);
+
+/* eps = UNet2DModel(x, t): x and eps are N x C x H x W, t holds N timesteps. */
+ddpm_status ddpm_unet_forward(ddpm_unet_plan *p, const float *x, const float *t, float *eps,
+                              char *err, size_t errlen);
+
+/* A ddpm_predict_fn over a plan with N = 1 (ctx is the ddpm_unet_plan *). */
+ddpm_status ddpm_unet_predict(void *plan, const float *x_t, int t, float *eps, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor files: raw float tensors in safetensors files (CLI I/O, tests)     */
+/* ------------------------------------------------------------------------ */
+
+#define DDPM_MAX_DIMS 8
+
+/* Read tensor `name` from a safetensors file, converted to float32 from F32,
+ * F16, BF16, F64, I64 or I32.  *data is malloc'ed; the caller frees it. */
+ddpm_status ddpm_tensor_read(const char *path, const char *name, float **data,
+                             int64_t shape[DDPM_MAX_DIMS], int *ndim, char *err, size_t errlen);
+/* Write tensors as an F32 safetensors file (all or nothing: a temporary file
+ * is renamed into place). */
+ddpm_status ddpm_tensor_write(const char *path, int count, const char *const *names,
+                              const float *const *data, const int64_t *const *shapes, const int *ndims,
+                              char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Jobs: what the CLI and the plug-in run, so both give identical pixels     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int steps;               /* K                                        */
+    ddpm_variance variance;
+    uint64_t seed;
+    int tileable;            /* circular padding in every convolution   */
+    int timestep;            /* refine: t0 in 1 .. T                     */
+    size_t memory_budget;    /* bytes; 0 = no limit                      */
+} ddpm_job_params;
+
+/* Generate a width x height RGB image (3 x height x width floats in [-1, 1]).
+ * Sizes that are not multiples of the model's stride are computed at the next
+ * multiple and cropped. */
+ddpm_status ddpm_job_generate(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
+                              ddpm_progress_fn progress, void *progress_ctx,
+                              float *out, char *err, size_t errlen);
+
+/* Refine `in` (3 x height x width in [-1, 1]) where `mask` (height x width in
+ * [0, 1], NULL = everywhere) is set; `out` may equal `in`. */
+ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
+                            const float *in, const float *mask,
+                            ddpm_progress_fn progress, void *progress_ctx,
+                            float *out, char *err, size_t errlen);
+
+/* The one mapping between model space and 8-bit pixels, shared by the CLI and
+ * the plug-in: v in [-1, 1] -> round((v + 1) * 127.5) clamped to 0 .. 255. */
+uint8_t ddpm_to_u8(float v);
+float ddpm_from_u8(uint8_t p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DDPM_H */

@@ -1,0 +1,2 @@
+/* job.c: not written yet */
+#include "ddpm.h"

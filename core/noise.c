@@ -1,0 +1,2 @@
+/* noise.c: not written yet */
+#include "ddpm.h"

@@ -1,0 +1,2 @@
+/* ops.c: not written yet */
+#include "ddpm.h"

@@ -1,0 +1,2 @@
+/* schedule.c: not written yet */
+#include "ddpm.h"

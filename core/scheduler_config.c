@@ -1,0 +1,2 @@
+/* scheduler_config.c: not written yet */
+#include "ddpm.h"

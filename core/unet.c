@@ -1,0 +1,2 @@
+/* unet.c: not written yet */
+#include "ddpm.h"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Fetch freely licensed texture images from Debian packages (nothing is committed):
+#   tools/gimp3-env --python tools/fetch_textures.sh [DATA_DIR]
+# Downloads the packages with apt-get download, unpacks them with dpkg -x and
+# builds DATA_DIR/textures.pt with tools/prepare_textures.py (train/held-out split).
+set -euo pipefail
+DATA=${1:-${DDPM_DATA:-/var/cache/gimp-ddpm/work/data}}
+# gimp-data: GIMP's own patterns; gimp-data-extras: extra patterns; mypaint-data(-extras):
+# paper and canvas backgrounds. Licences are printed below and listed in the model card.
+PACKAGES=${DDPM_TEXTURE_PACKAGES:-"gimp-data gimp-data-extras mypaint-data mypaint-data-extras"}
+mkdir -p "$DATA/deb" "$DATA/root"
+cd "$DATA/deb"
+apt-get update -qq || true
+for p in $PACKAGES; do
+  ls ${p}_*.deb >/dev/null 2>&1 || apt-get download "$p" >/dev/null
+done
+for d in *.deb; do dpkg -x "$d" "$DATA/root"; done
+for p in $PACKAGES; do
+  f=$(ls "$DATA/root/usr/share/doc/$p/copyright" 2>/dev/null) && echo "licence of $p: $f"
+done
+here=$(cd "$(dirname "$0")" && pwd)
+python3 "$here/prepare_textures.py" "$DATA/root" "$DATA/textures.pt"

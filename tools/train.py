@@ -1,0 +1,268 @@
+"""Train the shipped texture DDPM on the CPU (development tool; PyTorch from Debian).
+
+    tools/gimp3-env --python python3 tools/train.py --data DATA/textures.pt --run RUN_DIR
+    tools/gimp3-env --python python3 tools/train.py --run RUN_DIR --export weights/NAME
+
+DDPM training as in Ho et al. 2020, Algorithm 1: x_0 from the data, t uniform
+in 1..T, eps ~ N(0, I), x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, and a
+gradient step on || eps - eps_theta(x_t, t) ||^2, with the linear beta schedule
+1e-4 .. 0.02, T = 1000.  Two changes make it converge faster per CPU-hour:
+the Min-SNR-gamma weight min(SNR_t, gamma) / SNR_t on the per-sample loss
+(Hang et al. 2023; gamma = 5) and Adam with a warm-up to a higher learning
+rate.  An exponential moving average of the weights (with the usual warm-up of
+its decay) is what ships.
+
+The run folder holds ckpt.pt (resumable: model, EMA, optimiser, step, RNG,
+elapsed time), log.tsv (step, hours, loss, SWD) and ema/ (the EMA model as a
+diffusers folder, F32).  Rerunning the same command resumes."""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from unet_ref import UNet2DModel, save_model_dir, load_model_dir  # noqa: E402
+import texture_metrics  # noqa: E402
+
+DEFAULT_MODEL = {
+    "sample_size": 64,
+    "in_channels": 3,
+    "out_channels": 3,
+    "block_out_channels": [32, 64, 128, 128],
+    "down_block_types": ["DownBlock2D"] * 4,
+    "up_block_types": ["UpBlock2D"] * 4,
+    "layers_per_block": 1,
+    "add_attention": False,
+    "attention_head_dim": None,
+    "norm_num_groups": 16,
+    "norm_eps": 1e-6,
+    "flip_sin_to_cos": False,
+    "freq_shift": 1,
+    "downsample_padding": 1,
+}
+
+
+class Schedule:
+    """Linear betas, abar_t = prod(1 - beta_s) in double (paper eq. 4 needs abar only)."""
+
+    def __init__(self, T=1000, beta_start=1e-4, beta_end=0.02):
+        self.T = T
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        self.betas = betas
+        self.alphas_cumprod = torch.cumprod(1 - betas, 0)
+
+
+class Textures:
+    """Random training crops: scale jitter, wrap-around for tileable sources, flips, 90 degree turns."""
+
+    def __init__(self, items, crop, seed):
+        self.items = [(it["pixels"].permute(2, 0, 1).float() / 127.5 - 1, it["tileable"]) for it in items]
+        # Sample images in proportion to the square root of their area: big photos
+        # give more distinct crops than 64x64 patterns, but should not drown them.
+        w = torch.tensor([math.sqrt(px.shape[1] * px.shape[2]) for px, _ in self.items])
+        self.weights = w / w.sum()
+        self.crop = crop
+        self.rng = random.Random(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def one(self):
+        idx = torch.multinomial(self.weights, 1, generator=self.gen).item()
+        px, tileable = self.items[idx]
+        h, w = px.shape[1:]
+        c = self.crop
+        smin = max(0.5, c / min(h, w)) if not tileable else 0.5
+        s = math.exp(self.rng.uniform(math.log(smin), math.log(max(smin, 1.25))))
+        if abs(s - 1) > 0.02:
+            nh, nw = max(4, round(h * s)), max(4, round(w * s))
+            px = F.interpolate(px[None], size=(nh, nw), mode="bilinear", antialias=s < 1,
+                               align_corners=False)[0]
+            h, w = nh, nw
+        if tileable:  # wrap-around crop: any offset is a valid crop of the infinite tiling
+            y, x = self.rng.randrange(h), self.rng.randrange(w)
+            reps = (1, math.ceil((c + y) / h), math.ceil((c + x) / w))
+            px = px.repeat(*reps)[:, y:y + c, x:x + c]
+        else:
+            y, x = self.rng.randrange(h - c + 1), self.rng.randrange(w - c + 1)
+            px = px[:, y:y + c, x:x + c]
+        if self.rng.random() < 0.5:
+            px = px.flip(2)
+        px = torch.rot90(px, self.rng.randrange(4), dims=(1, 2))
+        return px
+
+    def batch(self, n):
+        return torch.stack([self.one() for _ in range(n)]).contiguous()
+
+
+@torch.no_grad()
+def sample(model, sched, n, size, steps, gen):
+    """Respaced DDPM ancestral sampling (diffusers 'leading' spacing, sigma^2 = beta~), for evaluation."""
+    ac = sched.alphas_cumprod
+    ts = [i * (sched.T // steps) for i in range(steps)][::-1]
+    x = torch.randn(n, 3, size, size, generator=gen)
+    for i, t in enumerate(ts):
+        prev = ts[i + 1] if i + 1 < len(ts) else -1
+        a_t, a_p = ac[t].item(), (ac[prev].item() if prev >= 0 else 1.0)
+        beta = 1 - a_t / a_p
+        eps = model(x, torch.full((n,), t))
+        x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
+        mean = (math.sqrt(a_p) * beta / (1 - a_t)) * x0 + (math.sqrt(1 - beta) * (1 - a_p) / (1 - a_t)) * x
+        if t > 0:
+            var = (1 - a_p) / (1 - a_t) * beta
+            mean = mean + math.sqrt(var) * torch.randn(x.shape, generator=gen)
+        x = mean
+    return x
+
+
+def save_atomic(obj, path):
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="textures.pt (tools/fetch_textures.sh)")
+    ap.add_argument("--run", required=True, help="run folder (checkpoints, log, EMA export)")
+    ap.add_argument("--config", help="UNet2DModel config JSON (default: the shipped texture architecture)")
+    ap.add_argument("--steps", type=int, default=200000, help="total optimiser steps")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--min-snr", type=float, default=5.0, help="gamma of Min-SNR weighting; 0 = plain L_simple")
+    ap.add_argument("--ema", type=float, default=0.9995)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--eval-every", type=int, default=2000)
+    ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of this process (0 = no limit)")
+    ap.add_argument("--export", help="write the EMA weights (F16) as a diffusers folder here and exit")
+    ap.add_argument("--init-from", help="start a new run from a shipped model folder (its EMA weights and "
+                    "training_state.json): how a fresh machine continues the committed model")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.run, exist_ok=True)
+    ckpt_path = os.path.join(a.run, "ckpt.pt")
+    state = torch.load(ckpt_path, weights_only=False) if os.path.exists(ckpt_path) else None
+
+    init = None
+    if not state and a.init_from:
+        init = load_model_dir(a.init_from)
+        cfg = {k: v for k, v in init.config.items() if not k.startswith("_")}
+    else:
+        cfg = state["config"] if state else (json.load(open(a.config)) if a.config else DEFAULT_MODEL)
+    model = UNet2DModel(cfg)
+    ema = UNet2DModel(cfg)
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+    else:
+        if init is not None:
+            model.load_state_dict(init.state_dict())
+        ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    nparam = sum(p.numel() for p in model.parameters())
+
+    if a.export:
+        if not state:
+            sys.exit(f"no checkpoint in {a.run}")
+        save_model_dir(ema, a.export, dtype=torch.float16, scheduler={"variance_type": "fixed_small"})
+        with open(os.path.join(a.export, "training_state.json"), "w") as f:
+            json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
+                       "recipe": {k: v for k, v in state["args"].items()
+                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "ema", "seed")}},
+                      f, indent=2)
+            f.write("\n")
+        print(f"exported EMA of step {state['step']} ({nparam / 1e6:.2f} M parameters) to {a.export}")
+        return
+
+    data = torch.load(a.data, weights_only=False)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    step, elapsed = 0, 0.0
+    if state:
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+    else:
+        torch.manual_seed(a.seed)
+        if init is not None and os.path.exists(os.path.join(a.init_from, "training_state.json")):
+            ts = json.load(open(os.path.join(a.init_from, "training_state.json")))
+            step, elapsed = ts["step"], ts["hours"] * 3600   # Adam restarts, with its warm-up
+            torch.manual_seed(a.seed + step)
+    warm_from = step if (init is not None) else 0
+    textures = Textures(data["train"], a.crop, seed=a.seed + step)
+    sched = Schedule()
+    ac = sched.alphas_cumprod.float()
+    snr = ac / (1 - ac)
+    weight = (snr.clamp(max=a.min_snr) / snr) if a.min_snr > 0 else torch.ones_like(snr)
+    real = texture_metrics.heldout_crops(data["heldout"], 128, 64, seed=1)
+
+    log_path = os.path.join(a.run, "log.tsv")
+    if not os.path.exists(log_path):
+        open(log_path, "w").write("step\thours\tloss\tswd\n")
+    print(f"model {nparam / 1e6:.2f} M parameters, {len(data['train'])} training textures, "
+          f"resuming at step {step}" if state else f"model {nparam / 1e6:.2f} M parameters, fresh run")
+
+    t_start = time.time()
+    t_ckpt = time.time()
+    loss_avg, rate_t, rate_s = None, time.time(), step
+    while step < a.steps:
+        x0 = textures.batch(a.batch)
+        t = torch.randint(0, sched.T, (a.batch,))
+        eps = torch.randn_like(x0)
+        at = ac[t][:, None, None, None]
+        xt = at.sqrt() * x0 + (1 - at).sqrt() * eps                      # q_sample, eq. (4)
+        per_sample = (model(xt, t) - eps).pow(2).mean(dim=(1, 2, 3))      # L_simple per sample
+        loss = (weight[t] * per_sample).mean()
+        lr = a.lr * min(1.0, (step + 1 - warm_from) / a.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(a.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        loss_avg = loss.item() if loss_avg is None else 0.99 * loss_avg + 0.01 * loss.item()
+
+        now = time.time()
+        if step % 50 == 0:
+            rate = (step - rate_s) / (now - rate_t)
+            eta_h = (a.steps - step) / max(rate, 1e-9) / 3600
+            hours = (elapsed + now - t_start) / 3600
+            print(f"step {step}  loss {loss_avg:.4f}  {rate:.2f} steps/s  trained {hours:.2f} h  "
+                  f"ETA {eta_h:.1f} h", flush=True)
+            rate_t, rate_s = now, step
+        swd_val = ""
+        if a.eval_every and step % a.eval_every == 0:
+            ema.eval()
+            fake = sample(ema, sched, 32, 64, 50, torch.Generator().manual_seed(123))
+            swd_val = f"{texture_metrics.swd(real, fake)[0]:.0f}"
+            print(f"step {step}  SWD {swd_val} (EMA, 32 samples 64x64, 50 steps, posterior variance)", flush=True)
+        if step % 50 == 0 or swd_val:
+            hours = (elapsed + time.time() - t_start) / 3600
+            open(log_path, "a").write(f"{step}\t{hours:.3f}\t{loss_avg:.5f}\t{swd_val}\n")
+        stop = a.hours and (time.time() - t_start) > a.hours * 3600
+        if time.time() - t_ckpt > a.ckpt_minutes * 60 or step == a.steps or stop:
+            el = elapsed + time.time() - t_start
+            save_atomic({"config": cfg, "model": model.state_dict(), "ema": ema.state_dict(),
+                         "opt": opt.state_dict(), "step": step, "elapsed": el,
+                         "torch_rng": torch.get_rng_state(), "args": vars(a)}, ckpt_path)
+            save_model_dir(ema, os.path.join(a.run, "ema"), scheduler={"variance_type": "fixed_small"})
+            t_ckpt = time.time()
+            if stop:
+                break
+    print(f"stopped at step {step}")
+
+
+if __name__ == "__main__":
+    main()
