@@ -104,10 +104,16 @@ typedef struct {
 ddpm_status ddpm_schedule_init(ddpm_schedule *s, const ddpm_scheduler_config *c, char *err, size_t errlen);
 void ddpm_schedule_free(ddpm_schedule *s);
 
-/* The respaced chain: K timesteps in descending order, written to `out` (room
- * for K ints), following diffusers' set_timesteps for the configured spacing.
- * With t_start < T-1 (refine), the K steps are placed on 0 .. t_start: see
- * sampler.c for the exact rule.  Returns the number written or -1. */
+/* The respaced chain: timesteps in descending order, written to `out` (room
+ * for K ints), K in 1..T.
+ *   t_start >= T-1 (generate): diffusers' set_timesteps(K) for the configured
+ *     spacing; K values.
+ *   0 <= t_start < T-1 (refine from the paper's t0 = t_start + 1): K is
+ *     clamped to t_start + 1 and ts[i] = round(t_start (K-1-i) / (K-1)) (halves
+ *     up), i.e. the chain starts at t_start exactly and ends at 0; [t_start]
+ *     for K = 1.  ddpm_sample_refine uses this rule for every t0, even t0 = T.
+ * Returns the number written, or -1 (K out of range, t_start < 0, or a
+ * steps_offset that pushes the chain past T-1). */
 int ddpm_timesteps(const ddpm_schedule *s, int K, int t_start, int *out);
 
 /* ------------------------------------------------------------------------ */

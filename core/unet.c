@@ -1,2 +1,462 @@
-/* unet.c: not written yet */
-#include "ddpm.h"
+/* unet.c: the UNet2DModel graph (spec 3.1 - 3.8), its buffer plan and the
+ * forward pass.
+ *
+ *   t -> sinusoid -> linear_1 -> SiLU -> linear_2 = emb
+ *   h = conv_in(x);                         skips = [h]
+ *   down block i:  (resnet [-> attention]) x L, each pushed; downsample, pushed
+ *   mid:           resnet, attention (optional), resnet
+ *   up block i:    (resnet(concat[h, skips.pop()]) [-> attention]) x (L+1); upsample
+ *   eps = conv_out(SiLU(GroupNorm(h)))
+ *
+ * Images of a batch run one after the other through the whole network, so a
+ * plan's buffers are those of one image whatever N is.  A plan is a single
+ * allocation carved into regions; ddpm_unet_forward never allocates.
+ */
+#include "model_internal.h"
+#include "ops.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SIDE 65536
+#define ALIGN_FLOATS 16            /* 64-byte alignment of every region */
+
+static ddpm_status fail(char *err, size_t errlen, ddpm_status s, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The plan                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Floats of each region for one image of H x W. */
+typedef struct {
+    int nskips;
+    uint64_t skip[1 + UNET_MAX_LEVELS * 65];   /* each skip tensor           */
+    uint64_t skips;                            /* their sum (aligned)        */
+    uint64_t ping;                             /* each of the two h buffers  */
+    uint64_t work;                             /* resnet / attention scratch */
+    uint64_t vectors;                          /* time embedding vectors     */
+} plan_sizes;
+
+struct ddpm_unet_plan {
+    const ddpm_model *m;
+    int N, H, W, circular;
+    size_t bytes;
+    void *block;
+    int nskips;
+    float **skip;
+    float *ping[2];
+    float *work;
+    float *sinusoid, *hidden, *emb_silu, *tproj;   /* C0, T, T, max cout */
+};
+
+static uint64_t align_up(uint64_t n)
+{
+    return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+static conv_geom geom_same(int H, int W, int circular)
+{
+    conv_geom g = {H, W, 0, 1, 1, 1, 1, 1, circular};
+    return g;
+}
+
+/* Downsample2D: padding 1 on every side, or (downsample_padding 0) the
+ * asymmetric right/bottom pad of TF's 'SAME' (spec 3.5); stride 2. */
+static conv_geom geom_down(const unet_config *c, int H, int W, int circular)
+{
+    int p = c->downsample_padding;
+    conv_geom g = {H, W, 0, 2, p, 1, p, 1, circular};
+    return g;
+}
+
+/* Upsample2D: nearest x2, then a 3x3 conv with padding 1 (spec 3.6). */
+static conv_geom geom_up(int H, int W, int circular)
+{
+    conv_geom g = {H, W, 1, 1, 1, 1, 1, 1, circular};
+    return g;
+}
+
+/* Scratch of one resnet: normalized input, conv1 output, column strip. */
+static uint64_t resnet_work(const resnet_w *r, int H, int W)
+{
+    uint64_t HW = (uint64_t)H * W;
+    uint64_t cmax = (uint64_t)(r->cin > r->cout ? r->cin : r->cout);
+    return align_up(cmax * HW) + align_up((uint64_t)r->cout * HW) +
+           max_u64(conv_scratch_floats(r->cin, 3, H, W), conv_scratch_floats(r->cout, 3, H, W));
+}
+
+static void plan_layout(const ddpm_model *m, int H, int W, plan_sizes *s)
+{
+    const unet_config *c = &m->cfg;
+    const int n = c->levels;
+    memset(s, 0, sizeof *s);
+    uint64_t ping = (uint64_t)c->in_channels * H * W;         /* centred input */
+    uint64_t work = 0;
+
+    work = max_u64(work, conv_scratch_floats(c->in_channels, 3, H, W));
+    s->skip[s->nskips++] = (uint64_t)c->block_out_channels[0] * H * W;   /* conv_in */
+    for (int i = 0; i < n; i++) {
+        int h = H >> i, w = W >> i;
+        const block_w *b = &m->down[i];
+        for (int j = 0; j < b->nresnets; j++) {
+            uint64_t act = (uint64_t)b->resnets[j].cout * h * w;
+            work = max_u64(work, resnet_work(&b->resnets[j], h, w));
+            if (b->attentions) {
+                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w));
+                ping = max_u64(ping, act);                   /* resnet output before attention */
+            }
+            s->skip[s->nskips++] = act;
+        }
+        if (b->has_resample) {
+            work = max_u64(work, conv_scratch_floats(b->resample.cin, 3, h / 2, w / 2));
+            s->skip[s->nskips++] = (uint64_t)b->resample.cout * (h / 2) * (w / 2);
+        }
+    }
+    int h = H >> (n - 1), w = W >> (n - 1);
+    ping = max_u64(ping, (uint64_t)c->block_out_channels[n - 1] * h * w);
+    work = max_u64(work, resnet_work(&m->mid_resnets[0], h, w));
+    work = max_u64(work, resnet_work(&m->mid_resnets[1], h, w));
+    if (m->mid_has_attention)
+        work = max_u64(work, attention_scratch_floats(&m->mid_attention, (size_t)h * w));
+    for (int i = 0; i < n; i++) {
+        int lv = n - 1 - i;
+        h = H >> lv;
+        w = W >> lv;
+        const block_w *b = &m->up[i];
+        for (int j = 0; j < b->nresnets; j++) {
+            ping = max_u64(ping, (uint64_t)b->resnets[j].cout * h * w);
+            work = max_u64(work, resnet_work(&b->resnets[j], h, w));
+            if (b->attentions)
+                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w));
+        }
+        if (b->has_resample) {
+            ping = max_u64(ping, (uint64_t)b->resample.cout * 4 * h * w);
+            work = max_u64(work, conv_scratch_floats(b->resample.cin, 3, 2 * h, 2 * w));
+        }
+    }
+    /* final GroupNorm + SiLU output, then conv_out's strip */
+    work = max_u64(work, align_up((uint64_t)c->block_out_channels[0] * H * W) +
+                             conv_scratch_floats(c->block_out_channels[0], 3, H, W));
+
+    for (int i = 0; i < s->nskips; i++)
+        s->skips += align_up(s->skip[i]);
+    s->ping = align_up(ping);
+    s->work = align_up(work);
+    int maxc = 0;
+    for (int i = 0; i < n; i++)
+        maxc = c->block_out_channels[i] > maxc ? c->block_out_channels[i] : maxc;
+    s->vectors = align_up((uint64_t)c->block_out_channels[0]) + 2 * align_up((uint64_t)c->time_embed_dim) +
+                 align_up((uint64_t)maxc);
+}
+
+/* Total bytes of a plan: the struct, the skip pointer table and the float
+ * regions, with the alignment slack of the allocation itself. */
+static uint64_t plan_bytes(const plan_sizes *s)
+{
+    uint64_t floats = s->skips + 2 * s->ping + s->work + s->vectors;
+    return sizeof(struct ddpm_unet_plan) + (uint64_t)s->nskips * sizeof(float *) + floats * sizeof(float) + 64;
+}
+
+static ddpm_status check_shape(const ddpm_model *m, int N, int H, int W, char *err, size_t errlen)
+{
+    if (!m)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "no model");
+    int stride = 1 << (m->cfg.levels - 1);
+    if (N < 1 || H < 1 || W < 1 || H > MAX_SIDE || W > MAX_SIDE)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "batch %d of %dx%d is out of range (1 .. %d pixels a side)", N, H,
+                    W, MAX_SIDE);
+    if (H % stride || W % stride)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "size %dx%d is not a multiple of the model's stride %d", H, W,
+                    stride);
+    return DDPM_OK;
+}
+
+size_t ddpm_unet_plan_bytes_estimate(const ddpm_model *m, int N, int H, int W)
+{
+    if (check_shape(m, N, H, W, NULL, 0) != DDPM_OK)
+        return 0;
+    plan_sizes s;
+    plan_layout(m, H, W, &s);
+    uint64_t b = plan_bytes(&s);
+    return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
+}
+
+ddpm_status ddpm_unet_plan_create(const ddpm_model *m, int N, int H, int W, int circular,
+                                  ddpm_unet_plan **out, char *err, size_t errlen)
+{
+    if (!out)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "ddpm_unet_plan_create: NULL output");
+    *out = NULL;
+    ddpm_status st = check_shape(m, N, H, W, err, errlen);
+    if (st != DDPM_OK)
+        return st;
+    plan_sizes s;
+    plan_layout(m, H, W, &s);
+    uint64_t bytes = plan_bytes(&s);
+    if (bytes > SIZE_MAX / 2)
+        return fail(err, errlen, DDPM_ERR_MEMORY, "a plan for %dx%d needs %.1f GB", H, W, (double)bytes / 1e9);
+
+    /* struct | skip pointers | float regions (64-byte aligned) */
+    char *block = malloc((size_t)bytes);
+    if (!block)
+        return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory: a plan for %dx%d needs %.1f MB", H, W,
+                    (double)bytes / 1e6);
+    ddpm_unet_plan *p = (ddpm_unet_plan *)block;
+    memset(p, 0, sizeof *p);
+    p->m = m;
+    p->N = N;
+    p->H = H;
+    p->W = W;
+    p->circular = circular != 0;
+    p->bytes = (size_t)bytes;
+    p->block = block;
+    p->nskips = s.nskips;
+    p->skip = (float **)(block + sizeof *p);
+    uintptr_t base = (uintptr_t)(p->skip + s.nskips);
+    float *f = (float *)((base + 63) & ~(uintptr_t)63);
+    for (int i = 0; i < s.nskips; i++) {
+        p->skip[i] = f;
+        f += align_up(s.skip[i]);
+    }
+    p->ping[0] = f;
+    f += s.ping;
+    p->ping[1] = f;
+    f += s.ping;
+    p->work = f;
+    f += s.work;
+    p->sinusoid = f;
+    f += align_up((uint64_t)m->cfg.block_out_channels[0]);
+    p->hidden = f;
+    f += align_up((uint64_t)m->cfg.time_embed_dim);
+    p->emb_silu = f;
+    f += align_up((uint64_t)m->cfg.time_embed_dim);
+    p->tproj = f;
+    *out = p;
+    return DDPM_OK;
+}
+
+void ddpm_unet_plan_free(ddpm_unet_plan *p)
+{
+    if (p)
+        free(p->block);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Time embedding (spec 3.2, 3.3)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* emb[k] = sin(t f_k), emb[half + k] = cos(t f_k) (swapped halves when
+ * flip_sin_to_cos), f_k = exp(-ln(10000) k / (half - freq_shift)).  The
+ * exponent is rounded to float32 step by step as PyTorch computes it (the
+ * build has -ffp-contract=off); exp, sin and cos are evaluated in double and
+ * rounded once. */
+static void timestep_sinusoid(const unet_config *c, float t, float *emb)
+{
+    const int dim = c->block_out_channels[0], half = dim / 2;
+    const float neg_log_period = (float)(-log(10000.0));
+    const float denom = (float)((double)half - c->freq_shift);
+    for (int k = 0; k < half; k++) {
+        float exponent = (neg_log_period * (float)k) / denom;
+        float freq = (float)exp((double)exponent);
+        float arg = t * freq;
+        float s = (float)sin((double)arg), co = (float)cos((double)arg);
+        emb[k] = c->flip_sin_to_cos ? co : s;
+        emb[half + k] = c->flip_sin_to_cos ? s : co;
+    }
+    if (dim % 2)
+        emb[dim - 1] = 0.0f;                  /* odd width: a zero column appended */
+}
+
+/* SiLU(emb), which every resnet feeds to its time_emb_proj. */
+static void time_embedding(ddpm_unet_plan *p, float t)
+{
+    const ddpm_model *m = p->m;
+    timestep_sinusoid(&m->cfg, t, p->sinusoid);
+    linear(&m->time_linear_1, p->sinusoid, 1, p->hidden);
+    silu_inplace(p->hidden, (size_t)m->cfg.time_embed_dim);
+    linear(&m->time_linear_2, p->hidden, 1, p->emb_silu);
+    silu_inplace(p->emb_silu, (size_t)m->cfg.time_embed_dim);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* ResnetBlock2D (spec 3.4) on the concatenation [xa ; xb] (Cb = 0: just xa):
+ *   h   = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(emb))
+ *   out = shortcut(x) + conv2(SiLU(norm2(h)))
+ * Biases and the residual are written first; the convolutions accumulate. */
+static void resnet(ddpm_unet_plan *p, const resnet_w *r, const float *xa, int Ca, const float *xb, int Cb, int H,
+                   int W, float *out)
+{
+    const unet_config *c = &p->m->cfg;
+    const size_t HW = (size_t)H * W;
+    const int cmax = r->cin > r->cout ? r->cin : r->cout;
+    float *a = p->work;
+    float *h = a + align_up((uint64_t)cmax * HW);
+    float *col = h + align_up((uint64_t)r->cout * HW);
+    conv_geom g = geom_same(H, W, p->circular);
+
+    group_norm(&r->norm1, c->norm_num_groups, c->norm_eps, 1, xa, Ca, xb, Cb, HW, a);
+    linear(&r->time_emb_proj, p->emb_silu, 1, p->tproj);
+    fill_bias(h, r->conv1.b, p->tproj, r->cout, HW);
+    conv2d_accumulate(&r->conv1, a, &g, h, col);
+
+    group_norm(&r->norm2, c->norm_num_groups, c->norm_eps, 1, h, r->cout, NULL, 0, HW, a);
+    if (r->has_shortcut) {
+        fill_bias(out, r->conv_shortcut.b, r->conv2.b, r->cout, HW);
+        conv1x1_accumulate(&r->conv_shortcut, 0, Ca, xa, HW, out);
+        if (Cb)
+            conv1x1_accumulate(&r->conv_shortcut, Ca, Cb, xb, HW, out);
+    } else {
+        fill_residual(out, xa, r->conv2.b, r->cout, HW);
+    }
+    conv2d_accumulate(&r->conv2, a, &g, out, col);
+}
+
+static void conv_layer(ddpm_unet_plan *p, const conv2d_w *cw, const float *x, const conv_geom *g, float *y)
+{
+    int Ho = conv_out_h(g, cw->k), Wo = conv_out_w(g, cw->k);
+    fill_bias(y, cw->b, NULL, cw->cout, (size_t)Ho * Wo);
+    conv2d_accumulate(cw, x, g, y, p->work);
+}
+
+/* One image: x (in_channels x H x W) -> eps. */
+static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
+{
+    const ddpm_model *m = p->m;
+    const unet_config *c = &m->cfg;
+    const int n = c->levels, G = c->norm_num_groups;
+    const double ge = c->norm_eps;
+    const int H = p->H, W = p->W;
+    int sp = 0;                                  /* skip stack pointer */
+
+    time_embedding(p, t);
+
+    if (c->center_input_sample) {
+        size_t count = (size_t)c->in_channels * H * W;
+        for (size_t i = 0; i < count; i++)
+            p->ping[0][i] = 2.0f * x[i] - 1.0f;
+        x = p->ping[0];
+    }
+    conv_geom g = geom_same(H, W, p->circular);
+    conv_layer(p, &m->conv_in, x, &g, p->skip[sp]);
+    const float *h = p->skip[sp++];
+    int ch = c->block_out_channels[0];
+
+    for (int i = 0; i < n; i++) {
+        const block_w *b = &m->down[i];
+        int hh = H >> i, ww = W >> i;
+        for (int j = 0; j < b->nresnets; j++) {
+            const resnet_w *r = &b->resnets[j];
+            float *dst = p->skip[sp++];
+            if (b->attentions) {
+                resnet(p, r, h, ch, NULL, 0, hh, ww, p->ping[0]);
+                attention(&b->attentions[j], G, ge, p->ping[0], (size_t)hh * ww, dst, p->work);
+            } else {
+                resnet(p, r, h, ch, NULL, 0, hh, ww, dst);
+            }
+            h = dst;
+            ch = r->cout;
+        }
+        if (b->has_resample) {
+            conv_geom gd = geom_down(c, hh, ww, p->circular);
+            conv_layer(p, &b->resample, h, &gd, p->skip[sp]);
+            h = p->skip[sp++];
+        }
+    }
+
+    /* mid block at the lowest resolution; h alternates between ping[0/1] */
+    int hh = H >> (n - 1), ww = W >> (n - 1), cur = 0;
+    resnet(p, &m->mid_resnets[0], h, ch, NULL, 0, hh, ww, p->ping[cur]);
+    h = p->ping[cur];
+    if (m->mid_has_attention) {
+        cur ^= 1;
+        attention(&m->mid_attention, G, ge, h, (size_t)hh * ww, p->ping[cur], p->work);
+        h = p->ping[cur];
+    }
+    cur ^= 1;
+    resnet(p, &m->mid_resnets[1], h, ch, NULL, 0, hh, ww, p->ping[cur]);
+    h = p->ping[cur];
+
+    for (int i = 0; i < n; i++) {
+        const block_w *b = &m->up[i];
+        int lv = n - 1 - i;
+        hh = H >> lv;
+        ww = W >> lv;
+        for (int j = 0; j < b->nresnets; j++) {
+            const resnet_w *r = &b->resnets[j];
+            const float *skip = p->skip[--sp];
+            int cskip = r->cin - ch;               /* concat: current first, skip second */
+            cur ^= 1;
+            resnet(p, r, h, ch, skip, cskip, hh, ww, p->ping[cur]);
+            h = p->ping[cur];
+            ch = r->cout;
+            if (b->attentions) {
+                cur ^= 1;
+                attention(&b->attentions[j], G, ge, h, (size_t)hh * ww, p->ping[cur], p->work);
+                h = p->ping[cur];
+            }
+        }
+        if (b->has_resample) {
+            conv_geom gu = geom_up(hh, ww, p->circular);
+            cur ^= 1;
+            conv_layer(p, &b->resample, h, &gu, p->ping[cur]);
+            h = p->ping[cur];
+        }
+    }
+
+    /* conv_out(SiLU(conv_norm_out(h))) straight into eps */
+    float *a = p->work;
+    float *col = a + align_up((uint64_t)ch * H * W);
+    group_norm(&m->conv_norm_out, G, ge, 1, h, ch, NULL, 0, (size_t)H * W, a);
+    fill_bias(eps, m->conv_out.b, NULL, c->out_channels, (size_t)H * W);
+    conv2d_accumulate(&m->conv_out, a, &g, eps, col);
+}
+
+ddpm_status ddpm_unet_forward(ddpm_unet_plan *p, const float *x, const float *t, float *eps,
+                              char *err, size_t errlen)
+{
+    if (!p || !x || !t || !eps)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "ddpm_unet_forward: NULL argument");
+    const unet_config *c = &p->m->cfg;
+    const size_t in_plane = (size_t)c->in_channels * p->H * p->W;
+    const size_t out_plane = (size_t)c->out_channels * p->H * p->W;
+    for (int n = 0; n < p->N; n++)
+        if (!isfinite(t[n]))
+            return fail(err, errlen, DDPM_ERR_ARGUMENT, "timestep %d is not finite", n);
+    for (int n = 0; n < p->N; n++) {
+        forward_one(p, x + n * in_plane, t[n], eps + n * out_plane);
+        for (size_t i = 0; i < out_plane; i++)
+            if (!isfinite(eps[n * out_plane + i]))
+                return fail(err, errlen, DDPM_ERR_NUMERIC, "the U-Net output of image %d has NaN or Inf (t = %g)", n,
+                            (double)t[n]);
+    }
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_unet_predict(void *plan, const float *x_t, int t, float *eps, char *err, size_t errlen)
+{
+    ddpm_unet_plan *p = plan;
+    if (!p || p->N != 1)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "ddpm_unet_predict needs a plan with batch 1");
+    float tf = (float)t;
+    return ddpm_unet_forward(p, x_t, &tf, eps, err, errlen);
+}

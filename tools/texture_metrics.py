@@ -42,17 +42,25 @@ def laplacian_pyramid(x, levels):
 
 
 def descriptors(level, per_image, gen, patch=7):
+    """per_image random 7x7 neighbourhoods of every image, flattened: [N*per_image, C*49]."""
     n, c, h, w = level.shape
     ys = torch.randint(0, h - patch + 1, (n, per_image), generator=gen)
     xs = torch.randint(0, w - patch + 1, (n, per_image), generator=gen)
     p = level.unfold(2, patch, 1).unfold(3, patch, 1)        # N,C,h',w',7,7
     d = p[torch.arange(n)[:, None], :, ys, xs]               # N,per,C,7,7
-    d = d.reshape(-1, c, patch * patch)
-    d = (d - d.mean(dim=(0, 2), keepdim=True)) / (d.std(dim=(0, 2), keepdim=True) + 1e-8)
-    return d.reshape(d.shape[0], -1)
+    return d.reshape(-1, c, patch * patch)
 
 
-def sliced_wasserstein(a, b, gen, directions=512, repeats=4):
+def normalise(d, ref):
+    """Per-channel standardisation with the statistics of the REAL set.  (Karras et
+    al. standardise each set by its own statistics, which hides a loss of contrast:
+    blurred crops would then score almost as well as real ones.)"""
+    mu = ref.mean(dim=(0, 2), keepdim=True)
+    sd = ref.std(dim=(0, 2), keepdim=True) + 1e-8
+    return ((d - mu) / sd).reshape(d.shape[0], -1)
+
+
+def sliced_wasserstein(a, b, gen, directions=128, repeats=4):
     total = 0.0
     for _ in range(repeats):
         d = torch.randn(a.shape[1], directions, generator=gen)
@@ -74,7 +82,8 @@ def swd(real, fake, levels=3, per_image=128, seed=0):
     per = []
     for lr, lf in zip(pr, pf):
         a = descriptors(lr, per_image, gen)
-        b = descriptors(lf, per_image, gen)
+        b = normalise(descriptors(lf, per_image, gen), a)
+        a = normalise(a, a)
         per.append(1e3 * sliced_wasserstein(a, b, gen))
     return float(np.mean(per)), per
 

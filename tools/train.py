@@ -137,6 +137,8 @@ def main():
     ap.add_argument("--min-snr", type=float, default=5.0, help="gamma of Min-SNR weighting; 0 = plain L_simple")
     ap.add_argument("--ema", type=float, default=0.9995)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for the forward pass (weights, "
+                    "optimiser and EMA stay float32); about 2x faster on CPUs with AMX/AVX512-BF16")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--eval-every", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of this process (0 = no limit)")
@@ -201,7 +203,7 @@ def main():
     ac = sched.alphas_cumprod.float()
     snr = ac / (1 - ac)
     weight = (snr.clamp(max=a.min_snr) / snr) if a.min_snr > 0 else torch.ones_like(snr)
-    real = texture_metrics.heldout_crops(data["heldout"], 128, 64, seed=1)
+    real = texture_metrics.heldout_crops(data["heldout"], 256, 64, seed=1)
 
     log_path = os.path.join(a.run, "log.tsv")
     if not os.path.exists(log_path):
@@ -218,7 +220,9 @@ def main():
         eps = torch.randn_like(x0)
         at = ac[t][:, None, None, None]
         xt = at.sqrt() * x0 + (1 - at).sqrt() * eps                      # q_sample, eq. (4)
-        per_sample = (model(xt, t) - eps).pow(2).mean(dim=(1, 2, 3))      # L_simple per sample
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
+            pred = model(xt, t)
+        per_sample = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))      # L_simple per sample
         loss = (weight[t] * per_sample).mean()
         lr = a.lr * min(1.0, (step + 1 - warm_from) / a.warmup)
         for g in opt.param_groups:
@@ -245,9 +249,9 @@ def main():
         swd_val = ""
         if a.eval_every and step % a.eval_every == 0:
             ema.eval()
-            fake = sample(ema, sched, 32, 64, 50, torch.Generator().manual_seed(123))
+            fake = sample(ema, sched, 64, 64, 50, torch.Generator().manual_seed(123))
             swd_val = f"{texture_metrics.swd(real, fake)[0]:.0f}"
-            print(f"step {step}  SWD {swd_val} (EMA, 32 samples 64x64, 50 steps, posterior variance)", flush=True)
+            print(f"step {step}  SWD {swd_val} (EMA, 64 samples 64x64, 50 steps, posterior variance)", flush=True)
         if step % 50 == 0 or swd_val:
             hours = (elapsed + time.time() - t_start) / 3600
             open(log_path, "a").write(f"{step}\t{hours:.3f}\t{loss_avg:.5f}\t{swd_val}\n")

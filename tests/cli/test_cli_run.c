@@ -1,0 +1,576 @@
+/* test_cli_run.c: `ddpm` end to end with a small test model.
+ *
+ *   generate   PNG of the asked size (not a multiple of the stride); same seed
+ *              -> identical bytes, other seed -> different; any thread count
+ *              -> identical; the .safetensors output maps to the PNG's pixels
+ *              through ddpm_to_u8; Ctrl-C -> exit 130, output left unchanged
+ *   refine     RGBA PNG + mask: alpha kept, black part of the mask unchanged,
+ *              white part changed; .safetensors in and out; mask of the
+ *              wrong size -> exit 2
+ *   forward    timestep [1] broadcasts like [N]; output shape [N,C,H,W]; the
+ *              engine suite's diffusers vectors are reproduced (plain, --circular)
+ *   info/bench run and print their figures
+ *
+ * usage: test_cli_run DDPM MODEL_DIR SCRATCH_DIR   (exit 77 = skipped: no model)
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "ddpm.h"
+#include "image_io.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            failures++;                                                        \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+        }                                                                      \
+    } while (0)
+
+static const char *ddpm_path, *model_dir;
+static char scratch[4096];
+static char log_path[4200];
+
+static const char *path_in_scratch(const char *name)
+{
+    static char paths[8][4300];
+    static int next = 0;
+    char *p = paths[next++ % 8];
+    snprintf(p, sizeof paths[0], "%s/%s", scratch, name);
+    return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running ddpm                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_ARGS 40
+
+static void collect_args(const char *argv[MAX_ARGS], const char *first, va_list ap)
+{
+    int n = 0;
+    argv[n++] = ddpm_path;
+    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    argv[n] = NULL;
+}
+
+static int exit_code(int status)
+{
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Run `ddpm ARGS... NULL` with stdout and stderr in log_path; its exit code. */
+static int ddpm(const char *first, ...)
+{
+    const char *argv[MAX_ARGS];
+    va_list ap;
+    va_start(ap, first);
+    collect_args(argv, first, ap);
+    va_end(ap);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execv(ddpm_path, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0)
+        return -1;
+    return exit_code(status);
+}
+
+static char *read_whole(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, fp)) > 0;) {
+        n += got;
+        if (n == cap) {
+            char *bigger = realloc(buf, 2 * cap + 1);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(fp);
+    if (buf)
+        buf[n] = '\0';
+    if (size)
+        *size = n;
+    return buf;
+}
+
+static int log_contains(const char *text)
+{
+    char *log = read_whole(log_path, NULL);
+    int found = log && strstr(log, text) != NULL;
+    free(log);
+    return found;
+}
+
+static void show_log(void)
+{
+    char *log = read_whole(log_path, NULL);
+    fprintf(stderr, "---- ddpm output ----\n%s---------------------\n", log ? log : "(none)\n");
+    free(log);
+}
+
+/* Run ddpm and require exit code `want`; prints the output when it differs. */
+#define RUN(want, ...)                                                         \
+    do {                                                                       \
+        int got_ = ddpm(__VA_ARGS__, (const char *)NULL);                      \
+        CHECK(got_ == (want), "exit %d, expected %d", got_, (want));           \
+        if (got_ != (want))                                                    \
+            show_log();                                                        \
+    } while (0)
+
+static int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = read_whole(a, &na), *y = read_whole(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* ------------------------------------------------------------------------ */
+/* generate                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum { W = 20, H = 12 }; /* deliberately not a multiple of any stride > 4 */
+
+static void test_generate(void)
+{
+    const char *a = path_in_scratch("a.png"), *b = path_in_scratch("b.png"), *c = path_in_scratch("c.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", a);
+    CHECK(log_contains("seed 1"), "the seed is not printed");
+    char err[512] = "";
+    image_u8 img;
+    CHECK(image_read_png(a, IMAGE_READ_COLOR, &img, err, sizeof err) == 0, "%s", err);
+    CHECK(img.width == W && img.height == H && img.channels == 3, "%dx%d with %d channels, expected 20x12 RGB",
+          img.width, img.height, img.channels);
+    image_free(&img);
+
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", b,
+        "--threads", "1");
+    CHECK(same_file(a, b), "same seed, 1 thread vs default: files differ");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "2", "--output", c);
+    CHECK(!same_file(a, c), "seeds 1 and 2 gave the same file");
+
+    /* The options reach the job: each changes the image. */
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", c,
+        "--tileable");
+    CHECK(!same_file(a, c), "--tileable gave the same file");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", c,
+        "--variance", "beta");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", b,
+        "--variance", "posterior");
+    CHECK(!same_file(b, c), "--variance beta and posterior gave the same file");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "4", "--seed", "1", "--output", c);
+    CHECK(!same_file(a, c), "--steps 3 and 4 gave the same file");
+}
+
+/* Errors found once the model is known: no output, the right exit code. */
+static void test_generate_refused(int T)
+{
+    const char *out = path_in_scratch("refused.png");
+    char steps[32];
+    snprintf(steps, sizeof steps, "%d", T + 1);
+    RUN(2, "generate", "--model", model_dir, "--size", "8x8", "--steps", steps, "--output", out);
+    CHECK(log_contains("is more than T ="), "steps > T not explained");
+    RUN(1, "generate", "--model", model_dir, "--size", "256x256", "--memory-budget", "1", "--output", out);
+    CHECK(log_contains("memory budget"), "memory budget refusal not explained");
+    CHECK(access(out, F_OK) != 0, "a refused run wrote its output");
+}
+
+/* The raw tensor output, mapped with ddpm_to_u8, is the PNG output. */
+static void test_generate_tensor(void)
+{
+    const char *t = path_in_scratch("a.safetensors");
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", t);
+    float *x = NULL;
+    int64_t shape[DDPM_MAX_DIMS];
+    int ndim = 0;
+    char err[512] = "";
+    CHECK(ddpm_tensor_read(t, "sample", &x, shape, &ndim, err, sizeof err) == DDPM_OK, "%s", err);
+    CHECK(ndim == 4 && shape[0] == 1 && shape[1] == 3 && shape[2] == H && shape[3] == W,
+          "shape has %d dims, expected [1,3,12,20]", ndim);
+    image_u8 img;
+    int read = image_read_png(path_in_scratch("a.png"), IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+    CHECK(read, "%s", err);
+    if (x && read && ndim == 4 && shape[2] == H && shape[3] == W) {
+        int differ = 0;
+        for (int i = 0; i < W * H; i++)
+            for (int ch = 0; ch < 3; ch++)
+                differ += ddpm_to_u8(x[ch * W * H + i]) != img.pixels[3 * i + ch];
+        CHECK(differ == 0, "%d PNG values differ from ddpm_to_u8(tensor)", differ);
+    }
+    if (read)
+        image_free(&img);
+    free(x);
+}
+
+/* Ctrl-C after the first step: exit 130, "cancelled", the old file intact. */
+static void test_cancel(int T)
+{
+    const char *out = path_in_scratch("cancel.png");
+    const char before[] = "previous content";
+    FILE *fp = fopen(out, "wb");
+    CHECK(fp && fwrite(before, 1, sizeof before, fp) == sizeof before, "cannot write %s", out);
+    if (fp)
+        fclose(fp);
+
+    char steps[32];
+    snprintf(steps, sizeof steps, "%d", T);
+    const char *argv[] = { ddpm_path, "generate", "--model", model_dir, "--size", "32x32", "--steps", steps,
+                           "--output", out, NULL };
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(ddpm_path, (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    /* Wait for the first progress line, then press Ctrl-C. */
+    char text[8192] = "";
+    size_t n = 0;
+    int signalled = 0;
+    for (ssize_t got; n < sizeof text - 1 && (got = read(pipefd[0], text + n, sizeof text - 1 - n)) > 0;) {
+        n += (size_t)got;
+        text[n] = '\0';
+        if (!signalled && strstr(text, "step ")) {
+            kill(pid, SIGINT);
+            signalled = 1;
+        }
+    }
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(signalled, "no progress line seen: %s", text);
+    if (exit_code(status) == 0) {
+        printf("note: the run finished before Ctrl-C arrived; cancel not checked\n");
+        return;
+    }
+    CHECK(exit_code(status) == 130, "exit %d after Ctrl-C, expected 130:\n%s", exit_code(status), text);
+    CHECK(strstr(text, "ddpm: cancelled") != NULL, "no 'ddpm: cancelled' in:\n%s", text);
+    size_t size = 0;
+    char *after = read_whole(out, &size);
+    CHECK(after && size == sizeof before && memcmp(after, before, size) == 0, "a cancelled run changed %s", out);
+    free(after);
+}
+
+/* ------------------------------------------------------------------------ */
+/* refine                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* in.png: a.png with an alpha ramp; mask.png: left half black, right white. */
+static int make_refine_inputs(void)
+{
+    char err[512] = "";
+    image_u8 rgb, rgba, mask;
+    if (image_read_png(path_in_scratch("a.png"), IMAGE_READ_COLOR, &rgb, err, sizeof err) != 0)
+        return -1;
+    int ok = image_alloc(&rgba, W, H, 4, err, sizeof err) == 0 && image_alloc(&mask, W, H, 1, err, sizeof err) == 0;
+    for (int i = 0; ok && i < W * H; i++) {
+        memcpy(rgba.pixels + 4 * i, rgb.pixels + 3 * i, 3);
+        rgba.pixels[4 * i + 3] = (uint8_t)(10 * i);
+        mask.pixels[i] = i % W < W / 2 ? 0 : 255;
+    }
+    ok = ok && image_write_png(path_in_scratch("in.png"), &rgba, err, sizeof err) == 0 &&
+         image_write_png(path_in_scratch("mask.png"), &mask, err, sizeof err) == 0;
+    CHECK(ok, "%s", err);
+    image_free(&rgb);
+    image_free(&rgba);
+    image_free(&mask);
+    return ok ? 0 : -1;
+}
+
+static void test_refine_png(int T)
+{
+    if (make_refine_inputs() != 0)
+        return;
+    const char *in = path_in_scratch("in.png"), *out = path_in_scratch("refined.png");
+    char t[32];
+    snprintf(t, sizeof t, "%d", T < 300 ? T : 300);
+    RUN(0, "refine", "--model", model_dir, "--input", in, "--mask", path_in_scratch("mask.png"), "--t", t,
+        "--steps", "3", "--seed", "5", "--output", out);
+
+    char err[512] = "";
+    image_u8 before, after;
+    int ok = image_read_png(in, IMAGE_READ_COLOR, &before, err, sizeof err) == 0 &&
+             image_read_png(out, IMAGE_READ_COLOR, &after, err, sizeof err) == 0;
+    CHECK(ok, "%s", err);
+    if (!ok)
+        return;
+    CHECK(after.width == W && after.height == H && after.channels == 4, "%dx%d, %d channels", after.width,
+          after.height, after.channels);
+    if (after.channels == 4 && after.width == W && after.height == H) {
+        int alpha_changed = 0, kept_changed = 0, refined_changed = 0;
+        for (int i = 0; i < W * H; i++) {
+            alpha_changed += after.pixels[4 * i + 3] != before.pixels[4 * i + 3];
+            int differs = memcmp(after.pixels + 4 * i, before.pixels + 4 * i, 3) != 0;
+            if (i % W < W / 2)
+                kept_changed += differs;
+            else
+                refined_changed += differs;
+        }
+        CHECK(alpha_changed == 0, "%d alpha values changed", alpha_changed);
+        CHECK(kept_changed == 0, "%d pixels under black mask changed", kept_changed);
+        CHECK(refined_changed > 0, "no pixel under the white mask changed");
+    }
+    image_free(&before);
+    image_free(&after);
+
+    /* A mask of another size is refused before any work. */
+    image_u8 small;
+    if (image_alloc(&small, W / 2, H, 1, err, sizeof err) == 0) {
+        image_write_png(path_in_scratch("small_mask.png"), &small, err, sizeof err);
+        image_free(&small);
+    }
+    RUN(2, "refine", "--model", model_dir, "--input", in, "--mask", path_in_scratch("small_mask.png"), "--t", "1",
+        "--output", path_in_scratch("never.png"));
+    CHECK(log_contains("mask is 10x12 but the input is 20x12"), "unclear message for a wrong mask size");
+    CHECK(access(path_in_scratch("never.png"), F_OK) != 0, "a refused run wrote its output");
+}
+
+static void test_refine_tensor(int T)
+{
+    const char *out = path_in_scratch("refined.safetensors");
+    char t[32], steps[32];
+    snprintf(t, sizeof t, "%d", T < 20 ? T : 20);
+    RUN(0, "refine", "--model", model_dir, "--input", path_in_scratch("a.safetensors"), "--t", t, "--output", out);
+    /* Default steps: min(50, t). */
+    snprintf(steps, sizeof steps, "%d steps", T < 20 ? T : 20);
+    CHECK(log_contains(steps), "refine did not default to %s", steps);
+    float *x = NULL;
+    int64_t shape[DDPM_MAX_DIMS];
+    int ndim = 0;
+    char err[512] = "";
+    CHECK(ddpm_tensor_read(out, "sample", &x, shape, &ndim, err, sizeof err) == DDPM_OK, "%s", err);
+    CHECK(ndim == 4 && shape[0] == 1 && shape[1] == 3 && shape[2] == H && shape[3] == W, "refined shape wrong");
+    free(x);
+
+    /* More steps than timesteps: one step per timestep, and a note. */
+    RUN(0, "refine", "--model", model_dir, "--input", path_in_scratch("a.safetensors"), "--t", "2", "--steps", "3",
+        "--output", out);
+    CHECK(log_contains("taking 2 steps") && log_contains(": 2 steps"), "steps > t not clamped to t");
+}
+
+/* ------------------------------------------------------------------------ */
+/* forward, info, bench                                                      */
+/* ------------------------------------------------------------------------ */
+
+static float *read_sample(const char *path, int64_t shape[DDPM_MAX_DIMS], int *ndim)
+{
+    float *x = NULL;
+    char err[512] = "";
+    CHECK(ddpm_tensor_read(path, "sample", &x, shape, ndim, err, sizeof err) == DDPM_OK, "%s", err);
+    return x;
+}
+
+static void write_forward_input(const char *path, const float *sample, const int64_t shape[4], const float *t,
+                                int nt)
+{
+    const char *names[2] = { "sample", "timestep" };
+    const float *data[2] = { sample, t };
+    const int64_t tshape[1] = { nt };
+    const int64_t *shapes[2] = { shape, tshape };
+    const int ndims[2] = { 4, 1 };
+    char err[512] = "";
+    CHECK(ddpm_tensor_write(path, 2, names, data, shapes, ndims, err, sizeof err) == DDPM_OK, "%s", err);
+}
+
+static void test_forward(const ddpm_model_info *mi)
+{
+    int side = mi->stride * 2;
+    const int64_t shape[4] = { 2, mi->in_channels, side, side };
+    size_t plane = (size_t)mi->in_channels * side * side;
+    float *x = malloc(2 * plane * sizeof *x);
+    if (!x)
+        return;
+    ddpm_noise_fill(3, 0, mi->in_channels, side, side, 0, 0, x);
+    ddpm_noise_fill(3, 1, mi->in_channels, side, side, 0, 0, x + plane);
+
+    const float t_one[1] = { 10.0f }, t_both[2] = { 10.0f, 10.0f };
+    const char *in1 = path_in_scratch("fwd_in1.safetensors"), *in2 = path_in_scratch("fwd_in2.safetensors");
+    const char *out1 = path_in_scratch("fwd_out1.safetensors"), *out2 = path_in_scratch("fwd_out2.safetensors");
+    write_forward_input(in1, x, shape, t_one, 1);
+    write_forward_input(in2, x, shape, t_both, 2);
+    RUN(0, "forward", "--model", model_dir, "--input", in1, "--output", out1);
+    RUN(0, "forward", "--model", model_dir, "--input", in2, "--output", out2);
+
+    int64_t s1[DDPM_MAX_DIMS], s2[DDPM_MAX_DIMS];
+    int n1 = 0, n2 = 0;
+    float *e1 = read_sample(out1, s1, &n1), *e2 = read_sample(out2, s2, &n2);
+    int shape_ok = n1 == 4 && s1[0] == 2 && s1[1] == mi->out_channels && s1[2] == side && s1[3] == side;
+    CHECK(shape_ok, "forward output shape wrong (%d dims)", n1);
+    if (e1 && e2 && shape_ok && n2 == 4) {
+        size_t n = 2 * (size_t)mi->out_channels * side * side;
+        int finite = 1;
+        for (size_t i = 0; i < n; i++)
+            finite &= isfinite(e1[i]) != 0;
+        CHECK(finite, "forward output has NaN or Inf");
+        CHECK(memcmp(e1, e2, n * sizeof *e1) == 0, "timestep [1] and [N] with the same value differ");
+    }
+    free(e1);
+    free(e2);
+    free(x);
+}
+
+static float *read_tensor(const char *path, const char *name, int64_t shape[DDPM_MAX_DIMS], int *ndim)
+{
+    float *x = NULL;
+    char err[512] = "";
+    CHECK(ddpm_tensor_read(path, name, &x, shape, ndim, err, sizeof err) == DDPM_OK, "%s", err);
+    return x;
+}
+
+/* Largest |a - b| over n values. */
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= worst))
+            worst = d; /* NaN wins */
+    }
+    return worst;
+}
+
+/* `ddpm forward` reproduces diffusers' UNet2DModel on the engine suite's
+ * reference vectors (x, t -> eps, eps_circular) of the same model, if any. */
+static void test_forward_matches_diffusers(void)
+{
+    char vectors[4200];
+    snprintf(vectors, sizeof vectors, "%s/vectors.safetensors", model_dir);
+    if (access(vectors, R_OK) != 0) {
+        printf("note: no %s; forward not compared with diffusers\n", vectors);
+        return;
+    }
+    int64_t xs[DDPM_MAX_DIMS], ts[DDPM_MAX_DIMS], es[DDPM_MAX_DIMS];
+    int xn = 0, tn = 0, en = 0;
+    float *x = read_tensor(vectors, "x", xs, &xn), *t = read_tensor(vectors, "t", ts, &tn);
+    const char *in = path_in_scratch("ref_in.safetensors"), *out = path_in_scratch("ref_out.safetensors");
+    if (x && t && xn == 4 && tn == 1) {
+        const char *names[2] = { "sample", "timestep" };
+        const float *data[2] = { x, t };
+        const int64_t *shapes[2] = { xs, ts };
+        const int ndims[2] = { 4, 1 };
+        char err[512] = "";
+        CHECK(ddpm_tensor_write(in, 2, names, data, shapes, ndims, err, sizeof err) == DDPM_OK, "%s", err);
+    }
+    size_t n = xn == 4 ? (size_t)(xs[0] * xs[1] * xs[2] * xs[3]) : 0;
+    const char *expected_name[2] = { "eps", "eps_circular" };
+    for (int circular = 0; n > 0 && circular < 2; circular++) {
+        if (circular)
+            RUN(0, "forward", "--model", model_dir, "--input", in, "--output", out, "--circular");
+        else
+            RUN(0, "forward", "--model", model_dir, "--input", in, "--output", out);
+        int64_t os[DDPM_MAX_DIMS];
+        int on = 0;
+        float *got = read_tensor(out, "sample", os, &on);
+        float *want = read_tensor(vectors, expected_name[circular], es, &en);
+        int same_shape = got && want && on == 4 && en == 4 && memcmp(os, es, 4 * sizeof *os) == 0 &&
+                         memcmp(os, xs, 4 * sizeof *os) == 0;
+        CHECK(same_shape, "forward output shape differs from %s", expected_name[circular]);
+        if (same_shape) {
+            double d = max_abs_diff(got, want, n);
+            CHECK(d <= 1e-4, "forward%s differs from diffusers by %g", circular ? " --circular" : "", d);
+        }
+        free(got);
+        free(want);
+    }
+    free(x);
+    free(t);
+}
+
+static void test_info_bench(const ddpm_model_info *mi)
+{
+    char size[32];
+    snprintf(size, sizeof size, "%dx%d", 2 * mi->stride, 2 * mi->stride);
+    RUN(0, "info", "--model", model_dir, "--size", size);
+    CHECK(log_contains("parameters") && log_contains("GFLOP"), "info lacks parameters or GFLOP");
+    RUN(0, "bench", "--model", model_dir, "--iters", "2", "--size", size);
+    CHECK(log_contains("median") && log_contains("GFLOP/s") && log_contains("peak RSS"), "bench lacks its figures");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s DDPM MODEL_DIR SCRATCH_DIR\n", argv[0]);
+        return 2;
+    }
+    ddpm_path = argv[1];
+    model_dir = argv[2];
+    char config[4200];
+    snprintf(config, sizeof config, "%s/config.json", model_dir);
+    if (access(config, R_OK) != 0) {
+        printf("skipped: no test model at %s\n", model_dir);
+        return 77;
+    }
+    snprintf(scratch, sizeof scratch, "%s/cli_run", argv[3]);
+    if (mkdir(scratch, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cannot create %s: %s\n", scratch, strerror(errno));
+        return 1;
+    }
+    snprintf(log_path, sizeof log_path, "%s/ddpm.log", scratch);
+
+    ddpm_model *m = NULL;
+    char err[512] = "";
+    if (ddpm_model_load(model_dir, &m, err, sizeof err) != DDPM_OK) {
+        fprintf(stderr, "FAIL: the test model does not load: %s\n", err);
+        return 1;
+    }
+    ddpm_model_info mi;
+    ddpm_model_get_info(m, &mi);
+    int T = mi.scheduler ? mi.scheduler->num_train_timesteps : 1000;
+
+    test_generate();
+    test_generate_refused(T);
+    test_generate_tensor();
+    test_cancel(T);
+    test_refine_png(T);
+    test_refine_tensor(T);
+    test_forward(&mi);
+    test_forward_matches_diffusers();
+    test_info_bench(&mi);
+    ddpm_model_free(m);
+
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    else
+        printf("cli_run: all checks passed\n");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,460 @@
+/* test_sampler.c: the sampling loops' contract.
+ *   - which noise goes where (x_T, z per step, q_sample at t0, the kept
+ *     region's re-noising), checked against a hand-written loop over the
+ *     public building blocks;
+ *   - the refine mask: kept pixels end as x_0 exactly, and the model sees
+ *     q_sample(x_0, t) there at every step;
+ *   - cancellation, model errors, NaN/Inf, bad arguments: the output is
+ *     never touched unless the run succeeds;
+ *   - results independent of the thread count. */
+#include "ddpm.h"
+#include "sampler_internal.h"
+#include "check.h"
+
+#include <stdlib.h>
+
+enum { C = 3, H = 8, W = 12 };
+#define N ((size_t)C * H * W)
+#define PIX ((size_t)H * W)
+
+/* A simple deterministic "model": eps = 0.5 x_t + 0.01 (t / 1000), recording
+ * what it is called with, and able to fail or return NaN/Inf on request. */
+typedef struct {
+    int calls;
+    int ts[1000];
+    float first_x[N];
+    float seen_x[1000][N];
+    int record_all;
+    int fail_at;           /* call number (1-based) that fails, 0 = never  */
+    ddpm_status fail_with;
+    float poison;          /* value written on the failing call if NUMERIC */
+} model;
+
+static ddpm_status model_predict(void *ctx, const float *x_t, int t, float *eps, char *err, size_t errlen)
+{
+    model *m = ctx;
+    if (m->calls < 1000) {
+        m->ts[m->calls] = t;
+        if (m->record_all)
+            memcpy(m->seen_x[m->calls], x_t, sizeof(float) * N);
+    }
+    if (m->calls == 0)
+        memcpy(m->first_x, x_t, sizeof m->first_x);
+    m->calls++;
+    for (size_t i = 0; i < N; i++)
+        eps[i] = 0.5f * x_t[i] + 0.01f * (float)t / 1000.0f;
+    if (m->calls == m->fail_at) {
+        if (m->fail_with == DDPM_ERR_NUMERIC) {
+            eps[N / 2] = m->poison;
+        } else {
+            snprintf(err, errlen, "model failed on purpose at t=%d", t);
+            return m->fail_with;
+        }
+    }
+    return DDPM_OK;
+}
+
+typedef struct {
+    int calls, stop_at, last_step, last_total, in_order;
+} progress_log;
+
+static int progress_cb(void *ctx, int step, int total)
+{
+    progress_log *p = ctx;
+    p->calls++;
+    p->in_order &= step == p->calls;
+    p->last_step = step;
+    p->last_total = total;
+    return p->stop_at > 0 && step == p->stop_at;
+}
+
+static ddpm_schedule schedule_with(int clip)
+{
+    ddpm_scheduler_config c;
+    ddpm_scheduler_config_default(&c);
+    c.clip_sample = clip;
+    ddpm_schedule s;
+    CHECK(ddpm_schedule_init(&s, &c, NULL, 0) == DDPM_OK, "schedule");
+    return s;
+}
+
+static int all_equal(const float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (float_bits(x[i]) != float_bits(v))
+            return 0;
+    return 1;
+}
+
+static void fill(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+static void make_input(float *x0)
+{
+    for (size_t i = 0; i < N; i++)
+        x0[i] = -0.8f + 1.6f * (float)(i % 17) / 16.0f;
+}
+
+/* generate = x_T from START, then for each t: eps, z from REVERSE(t), p_sample. */
+static void test_generate_contract(void)
+{
+    ddpm_schedule s = schedule_with(1);
+    if (s.betas == NULL)
+        return;
+    static model m;
+    memset(&m, 0, sizeof m);
+    float x[N], ref[N], eps[N], z[N];
+    int ts[20];
+    ddpm_sample_params p = {20, DDPM_VARIANCE_POSTERIOR, 77, 0};
+    progress_log log = {0, 0, 0, 0, 1};
+    char err[256] = "";
+
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, progress_cb, &log, x, err, sizeof err) == DDPM_OK,
+          "generate: %s", err);
+    CHECK(log.calls == 20 && log.in_order && log.last_total == 20, "progress: %d calls", log.calls);
+
+    int K = ddpm_timesteps(&s, 20, s.T - 1, ts);
+    CHECK(K == 20 && m.calls == 20, "%d model calls", m.calls);
+    for (int i = 0; i < K && i < m.calls; i++)
+        CHECK(m.ts[i] == ts[i], "call %d at t %d, expected %d", i, m.ts[i], ts[i]);
+
+    /* The same run, by hand. */
+    ddpm_noise_fill(p.seed, DDPM_STREAM_START, C, H, W, 0, 0, ref);
+    CHECK(memcmp(m.first_x, ref, sizeof ref) == 0, "x_T is not the START stream");
+    for (int i = 0; i < K; i++) {
+        int t = ts[i], prev = i + 1 < K ? ts[i + 1] : -1;
+        for (size_t j = 0; j < N; j++)
+            eps[j] = 0.5f * ref[j] + 0.01f * (float)t / 1000.0f;
+        ddpm_noise_fill(p.seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
+        ddpm_p_sample(&s, t, prev, p.variance, ref, eps, z, ref, N);
+    }
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "generate differs from the hand-written chain");
+
+    /* Deterministic; the seed matters; the thread count does not. */
+    float again[N];
+    ddpm_set_threads(1);
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, again, NULL, 0) == DDPM_OK, "again");
+    CHECK(memcmp(x, again, sizeof again) == 0, "1 thread differs");
+    ddpm_set_threads(2);
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, again, NULL, 0) == DDPM_OK, "again");
+    CHECK(memcmp(x, again, sizeof again) == 0, "2 threads differ");
+    ddpm_set_threads(0);
+    p.seed = 78;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, again, NULL, 0) == DDPM_OK, "seed");
+    CHECK(memcmp(x, again, sizeof again) != 0, "seed 78 gives the same image as 77");
+
+    /* K = 1: a single step at t = 0 returns x^_0 of x_T, clipped. */
+    p.steps = 1;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, x, NULL, 0) == DDPM_OK, "K = 1");
+    ddpm_noise_fill(p.seed, DDPM_STREAM_START, C, H, W, 0, 0, ref);
+    for (size_t j = 0; j < N; j++)
+        eps[j] = 0.5f * ref[j] + 0.01f * 0.0f / 1000.0f;
+    ddpm_p_sample(&s, 0, -1, p.variance, ref, eps, NULL, ref, N);
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "K = 1 result");
+    int clipped = 1;
+    for (size_t j = 0; j < N; j++)
+        clipped &= x[j] >= -1.0f && x[j] <= 1.0f;
+    CHECK(clipped, "K = 1: x^_0 not clipped to [-1, 1]");
+    ddpm_schedule_free(&s);
+}
+
+/* refine = q_sample(x_0, t0-1, START), then per step eps, z from REVERSE(t),
+ * p_sample, and outside the mask q_sample(x_0, prev, KNOWN(prev)) blended by m. */
+static void test_refine_contract(void)
+{
+    ddpm_schedule s = schedule_with(0);
+    if (s.betas == NULL)
+        return;
+    static model m;
+    memset(&m, 0, sizeof m);
+    m.record_all = 1;
+    float x0[N], x[N], ref[N], eps[N], z[N], known[N], mask[PIX];
+    make_input(x0);
+    /* left third refined (1), middle half-and-half (0.5), right third kept (0) */
+    for (int y = 0; y < H; y++)
+        for (int i = 0; i < W; i++)
+            mask[y * W + i] = i < 4 ? 1.0f : (i < 8 ? 0.5f : 0.0f);
+
+    int t0 = 400, steps = 25;
+    ddpm_sample_params p = {steps, DDPM_VARIANCE_BETA, 4242, t0};
+    char err[256] = "";
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &p, NULL, NULL, x, err, sizeof err) == DDPM_OK,
+          "refine: %s", err);
+
+    int ts[25];
+    int K = ddpm_refine_timesteps(t0 - 1, steps, ts);
+    CHECK(K == 25 && ts[0] == t0 - 1 && ts[K - 1] == 0, "refine chain");
+    CHECK(m.calls == K, "%d model calls", m.calls);
+    for (int i = 0; i < K && i < m.calls; i++)
+        CHECK(m.ts[i] == ts[i], "call %d at t %d, expected %d", i, m.ts[i], ts[i]);
+
+    /* By hand. */
+    ddpm_noise_fill(p.seed, DDPM_STREAM_START, C, H, W, 0, 0, eps);
+    ddpm_q_sample(&s, ts[0], x0, eps, ref, N);
+    CHECK(memcmp(m.first_x, ref, sizeof ref) == 0, "x_t0 is not q_sample(x_0) with the START stream");
+    for (int i = 0; i < K; i++) {
+        int t = ts[i], prev = i + 1 < K ? ts[i + 1] : -1;
+        for (size_t j = 0; j < N; j++)
+            eps[j] = 0.5f * ref[j] + 0.01f * (float)t / 1000.0f;
+        ddpm_noise_fill(p.seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
+        ddpm_p_sample(&s, t, prev, p.variance, ref, eps, z, ref, N);
+        if (prev >= 0) {
+            ddpm_noise_fill(p.seed, DDPM_STREAM_KNOWN(prev), C, H, W, 0, 0, z);
+            ddpm_q_sample(&s, prev, x0, z, known, N);
+        } else {
+            memcpy(known, x0, sizeof known);
+        }
+        for (int c = 0; c < C; c++)
+            for (size_t j = 0; j < PIX; j++) {
+                float mm = mask[j];
+                size_t k = (size_t)c * PIX + j;
+                if (mm < 1.0f)
+                    ref[k] = mm * ref[k] + (1.0f - mm) * known[k];
+            }
+        /* What the model saw at the next step, in the kept region: exactly
+         * the input noised to that timestep with the KNOWN stream. */
+        if (prev >= 0 && i + 1 < m.calls) {
+            int same = 1;
+            for (int c = 0; c < C; c++)
+                for (size_t j = 0; j < PIX; j++)
+                    if (mask[j] == 0.0f) {
+                        size_t k = (size_t)c * PIX + j;
+                        float want = s.sqrt_alphas_cumprod[prev] * x0[k] +
+                                     s.sqrt_one_minus_alphas_cumprod[prev] *
+                                         ddpm_noise(p.seed, DDPM_STREAM_KNOWN(prev), (uint32_t)c,
+                                                    (uint32_t)(j / W), (uint32_t)(j % W));
+                        same &= float_bits(m.seen_x[i + 1][k]) == float_bits(want);
+                    }
+            CHECK(same, "step %d: the kept region is not q_sample(x_0, %d)", i + 1, prev);
+        }
+    }
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "refine differs from the hand-written chain");
+
+    /* The kept region ends as x_0 exactly; the refined region does not. */
+    int kept_exact = 1, refined_changed = 0;
+    for (int c = 0; c < C; c++)
+        for (size_t j = 0; j < PIX; j++) {
+            size_t k = (size_t)c * PIX + j;
+            if (mask[j] == 0.0f)
+                kept_exact &= float_bits(x[k]) == float_bits(x0[k]);
+            if (mask[j] == 1.0f)
+                refined_changed |= x[k] != x0[k];
+        }
+    CHECK(kept_exact, "pixels with mask 0 are not x_0");
+    CHECK(refined_changed, "pixels with mask 1 were not refined");
+
+    /* No mask = a mask of ones. */
+    float ones[PIX], a[N], b[N];
+    fill(ones, PIX, 1.0f);
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &p, NULL, NULL, a, NULL, 0) == DDPM_OK, "a");
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, ones, &p, NULL, NULL, b, NULL, 0) == DDPM_OK, "b");
+    CHECK(memcmp(a, b, sizeof a) == 0, "NULL mask differs from a mask of ones");
+
+    /* The output may be the input. */
+    float inplace[N];
+    memcpy(inplace, x0, sizeof inplace);
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, inplace, NULL, &p, NULL, NULL, inplace, NULL, 0) ==
+              DDPM_OK,
+          "in place");
+    CHECK(memcmp(a, inplace, sizeof a) == 0, "in-place refine differs");
+
+    /* t0 = T starts at T-1 even where generate's "leading" would not (980
+     * for K = 50); K > t0 is clamped to t0 steps. */
+    memset(&m, 0, sizeof m);
+    progress_log log = {0, 0, 0, 0, 1};
+    ddpm_sample_params q = {50, DDPM_VARIANCE_POSTERIOR, 1, s.T};
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &q, progress_cb, &log, x, NULL, 0) == DDPM_OK,
+          "t0 = T");
+    CHECK(m.ts[0] == s.T - 1 && m.ts[49] == 0 && log.last_total == 50, "t0 = T chain: %d .. %d", m.ts[0], m.ts[49]);
+    memset(&m, 0, sizeof m);
+    log = (progress_log){0, 0, 0, 0, 1};
+    q.steps = 100;
+    q.t_start = 10;
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &q, progress_cb, &log, x, NULL, 0) == DDPM_OK,
+          "K > t0");
+    CHECK(m.calls == 10 && log.calls == 10 && log.last_total == 10 && m.ts[0] == 9 && m.ts[9] == 0,
+          "K > t0 clamps to t0 steps: %d calls", m.calls);
+    ddpm_schedule_free(&s);
+}
+
+/* One generate or refine run of the failure tests. */
+static ddpm_status run(int refine, const ddpm_schedule *s, model *m, const float *x0, const ddpm_sample_params *p,
+                       progress_log *log, float *x, char *err, size_t errlen)
+{
+    ddpm_progress_fn progress = log != NULL ? progress_cb : NULL;
+    if (refine)
+        return ddpm_sample_refine(s, model_predict, m, C, H, W, x0, NULL, p, progress, log, x, err, errlen);
+    return ddpm_sample_generate(s, model_predict, m, C, H, W, p, progress, log, x, err, errlen);
+}
+
+/* Cancel, model errors, NaN/Inf: status, message, and x untouched. */
+static void test_failures(void)
+{
+    ddpm_schedule s = schedule_with(1);
+    if (s.betas == NULL)
+        return;
+    static model m;
+    float x[N], x0[N];
+    make_input(x0);
+    char err[256];
+    ddpm_sample_params p = {10, DDPM_VARIANCE_BETA, 5, 300};
+
+    for (int refine = 0; refine < 2; refine++) {
+        const char *what = refine ? "refine" : "generate";
+
+        /* Cancel at step 3. */
+        memset(&m, 0, sizeof m);
+        fill(x, N, 7.0f);
+        progress_log log = {0, 3, 0, 0, 1};
+        err[0] = 0;
+        ddpm_status st = run(refine, &s, &m, x0, &p, &log, x, err, sizeof err);
+        CHECK(st == DDPM_CANCELLED, "%s cancel: %s", what, ddpm_status_name(st));
+        CHECK(log.calls == 3 && log.in_order && log.last_total == 10, "%s: %d progress calls", what, log.calls);
+        CHECK(m.calls == 3, "%s: the model ran %d times after the cancel", what, m.calls);
+        CHECK(all_equal(x, N, 7.0f), "%s: output touched by a cancelled run", what);
+        CHECK(strstr(err, "cancel") != NULL, "%s: message \"%s\"", what, err);
+
+        /* A model error passes through with its own message. */
+        memset(&m, 0, sizeof m);
+        m.fail_at = 2;
+        m.fail_with = DDPM_ERR_IO;
+        fill(x, N, 7.0f);
+        err[0] = 0;
+        st = run(refine, &s, &m, x0, &p, NULL, x, err, sizeof err);
+        CHECK(st == DDPM_ERR_IO, "%s model error: %s", what, ddpm_status_name(st));
+        CHECK(strstr(err, "failed on purpose") != NULL, "%s: message \"%s\"", what, err);
+        CHECK(all_equal(x, N, 7.0f), "%s: output touched after a model error", what);
+
+        /* NaN, then Inf, from the model at step 2. */
+        float poisons[2] = {NAN, INFINITY};
+        for (int k = 0; k < 2; k++) {
+            memset(&m, 0, sizeof m);
+            m.fail_at = 2;
+            m.fail_with = DDPM_ERR_NUMERIC;
+            m.poison = poisons[k];
+            fill(x, N, 7.0f);
+            err[0] = 0;
+            st = run(refine, &s, &m, x0, &p, NULL, x, err, sizeof err);
+            CHECK(st == DDPM_ERR_NUMERIC, "%s NaN/Inf: %s", what, ddpm_status_name(st));
+            CHECK(strstr(err, "step 2 of 10") != NULL && strstr(err, k ? "infinite" : "NaN") != NULL,
+                  "%s: message \"%s\"", what, err);
+            CHECK(all_equal(x, N, 7.0f), "%s: output touched after NaN/Inf", what);
+        }
+    }
+    ddpm_schedule_free(&s);
+}
+
+static void test_arguments(void)
+{
+    ddpm_schedule s = schedule_with(1);
+    if (s.betas == NULL)
+        return;
+    static model m;
+    memset(&m, 0, sizeof m);
+    float x[N], x0[N], mask[PIX];
+    make_input(x0);
+    fill(mask, PIX, 0.5f);
+    char err[256];
+    ddpm_sample_params good = {10, DDPM_VARIANCE_BETA, 5, 300};
+
+    struct {
+        const char *what;
+        int steps, variance, t_start, c, h, w;
+        ddpm_status want;
+    } cases[] = {
+        {"steps 0", 0, DDPM_VARIANCE_BETA, 300, C, H, W, DDPM_ERR_ARGUMENT},
+        {"steps > T", 1001, DDPM_VARIANCE_BETA, 300, C, H, W, DDPM_ERR_ARGUMENT},
+        {"variance", 10, 7, 300, C, H, W, DDPM_ERR_ARGUMENT},
+        {"C = 0", 10, DDPM_VARIANCE_BETA, 300, 0, H, W, DDPM_ERR_ARGUMENT},
+        {"H < 0", 10, DDPM_VARIANCE_BETA, 300, C, -1, W, DDPM_ERR_ARGUMENT},
+        {"huge", 10, DDPM_VARIANCE_BETA, 300, 1 << 30, 1 << 30, 1 << 30, DDPM_ERR_MEMORY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ddpm_sample_params p = {cases[i].steps, (ddpm_variance)cases[i].variance, 1, cases[i].t_start};
+        fill(x, N, 7.0f);
+        err[0] = 0;
+        ddpm_status st = ddpm_sample_generate(&s, model_predict, &m, cases[i].c, cases[i].h, cases[i].w, &p, NULL,
+                                              NULL, x, err, sizeof err);
+        CHECK(st == cases[i].want, "generate %s: %s (%s)", cases[i].what, ddpm_status_name(st), err);
+        st = ddpm_sample_refine(&s, model_predict, &m, cases[i].c, cases[i].h, cases[i].w, x0, NULL, &p, NULL, NULL,
+                                x, err, sizeof err);
+        CHECK(st == cases[i].want, "refine %s: %s (%s)", cases[i].what, ddpm_status_name(st), err);
+        CHECK(all_equal(x, N, 7.0f) && err[0] != 0, "%s: output touched or no message", cases[i].what);
+    }
+    CHECK(m.calls == 0, "the model ran on bad arguments");
+
+    CHECK(ddpm_sample_generate(NULL, model_predict, &m, C, H, W, &good, NULL, NULL, x, NULL, 0) == DDPM_ERR_ARGUMENT,
+          "NULL schedule");
+    CHECK(ddpm_sample_generate(&s, NULL, &m, C, H, W, &good, NULL, NULL, x, NULL, 0) == DDPM_ERR_ARGUMENT,
+          "NULL predict");
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, NULL, NULL, NULL, x, NULL, 0) == DDPM_ERR_ARGUMENT,
+          "NULL params");
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &good, NULL, NULL, NULL, NULL, 0) == DDPM_ERR_ARGUMENT,
+          "NULL output");
+
+    /* Refine's own arguments. */
+    ddpm_sample_params p = good;
+    int t0s[] = {0, -3, 1001};
+    for (size_t i = 0; i < 3; i++) {
+        p.t_start = t0s[i];
+        err[0] = 0;
+        CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &p, NULL, NULL, x, err, sizeof err) ==
+                      DDPM_ERR_ARGUMENT &&
+                  strstr(err, "t0") != NULL,
+              "t0 = %d: %s", t0s[i], err);
+    }
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, NULL, NULL, &good, NULL, NULL, x, NULL, 0) ==
+              DDPM_ERR_ARGUMENT,
+          "NULL x0");
+    mask[5] = 1.5f;
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &good, NULL, NULL, x, err, sizeof err) ==
+                  DDPM_ERR_ARGUMENT &&
+              strstr(err, "mask") != NULL,
+          "mask 1.5: %s", err);
+    mask[5] = NAN;
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &good, NULL, NULL, x, NULL, 0) ==
+              DDPM_ERR_ARGUMENT,
+          "mask NaN");
+    mask[5] = 0.5f;
+    x0[3] = INFINITY;
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &good, NULL, NULL, x, NULL, 0) ==
+              DDPM_ERR_ARGUMENT,
+          "x0 Inf");
+    CHECK(m.calls == 0, "the model ran on bad arguments");
+
+    /* steps_offset pushing "leading" past T-1. */
+    s.config.steps_offset = 1;
+    p = good;
+    p.steps = 1000;
+    err[0] = 0;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, x, err, sizeof err) ==
+                  DDPM_ERR_ARGUMENT &&
+              strstr(err, "steps_offset") != NULL,
+          "steps_offset: %s", err);
+    ddpm_schedule_free(&s);
+
+    /* More timesteps than the noise streams can address. */
+    ddpm_scheduler_config c;
+    ddpm_scheduler_config_default(&c);
+    c.num_train_timesteps = 70000;
+    c.beta_start = 1e-5;
+    c.beta_end = 1e-3;
+    CHECK(ddpm_schedule_init(&s, &c, NULL, 0) == DDPM_OK, "T = 70000 schedule");
+    err[0] = 0;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &good, NULL, NULL, x, err, sizeof err) ==
+              DDPM_ERR_UNSUPPORTED,
+          "T = 70000: %s", err);
+    ddpm_schedule_free(&s);
+}
+
+int main(void)
+{
+    test_generate_contract();
+    test_refine_contract();
+    test_failures();
+    test_arguments();
+    return check_report("test_sampler");
+}

@@ -1,0 +1,24 @@
+; cli-match.scm: on 8-bit RGB images the plug-in gives the same pixels as
+; `ddpm generate` / `ddpm refine` with the same settings.  run-test.sh runs
+; the CLI with the settings below and compares the PNGs.
+
+(define img (gimp-image-new 64 48 RGB))
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 64 #:height 48
+                                        #:steps 3 #:variance "posterior" #:seed 1234)
+                 "match-posterior.png")
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 37 #:height 29
+                                        #:steps 2 #:variance "beta" #:seed 99 #:tileable #t)
+                 "match-beta-tileable.png")
+
+; Refine without a selection: the whole layer, as `ddpm refine` without --mask.
+(define base (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                    #:model test-model #:width 64 #:height 48
+                                    #:steps 2 #:seed 3))
+(export-drawable base "match-refine-in.png")
+(plug-in-ddpm-refine #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector base)
+                     #:model test-model #:timestep refine-t #:steps 3
+                     #:variance "posterior" #:seed 8)
+(export-drawable base "match-refine-out.png")
+(gimp-image-delete img)
