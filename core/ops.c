@@ -1,66 +1,99 @@
 /* ops.c: convolution, group norm + SiLU, attention and linear layers on one
  * image (C x H x W, float32).
  *
- * Convolutions are GEMMs on OpenBLAS.  A k x k convolution of cin channels is
+ * A 3x3 convolution is
  *
- *     y[o, p] += sum_{c, ky, kx} W[o, c, ky, kx] x[c, p + (ky, kx)]
+ *     y[o, i, j] = sum_{ky, kx, c} W[o, ky, kx, c] x[c, i + ky - 1, j + kx - 1]
  *
- * i.e. the product of W seen as a cout x (cin k k) matrix (PyTorch's layout,
- * used as is) with the "column" matrix col[(c, ky, kx), p] of shifted input
- * pixels.  The column matrix is built a strip of output rows at a time, so its
- * scratch stays small whatever the image size; padding (zero or circular),
- * stride 2 and the nearest x2 upsampling of Upsample2D are all handled while
- * gathering, so no padded or upsampled copy of the input is ever made.
+ * computed by GEMMs on OpenBLAS in one of two ways:
+ *
+ *   shifted GEMMs (wide images): with x in a padded buffer, the nine taps are
+ *     nine GEMMs  Y += W_tap (cout x cin) . X_shifted (cin x pixels), where
+ *     X_shifted is the padded buffer itself read from offset ky (W+2) + kx.
+ *     Output pixel (i, j) sits at position i (W+2) + j of that flat grid; the
+ *     two positions per row that fall on the border are computed and dropped.
+ *     No copy of the input is made, and a strip of positions is done at a
+ *     time so its output stays in cache across the nine taps.
+ *
+ *   im2col (narrow images, where the dropped border columns would cost too
+ *     much): the column matrix col[(ky, kx, c), pixel] is gathered a strip of
+ *     rows at a time and one GEMM with K = 9 cin does the rest.
  */
 #include "ops.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define COL_BUDGET_FLOATS (512 * 1024)   /* 2 MB column strip: about L2 */
-#define ATTN_SCORE_BUDGET (1024 * 1024)  /* query rows x tokens of scores */
+#define IM2COL_BUDGET (512 * 1024)        /* floats of a column strip (2 MB)  */
+#define SHIFT_STRIP_BUDGET (256 * 1024)   /* floats of one output strip       */
+#define SHIFT_MIN_WIDTH 16                /* narrower: im2col                 */
+#define ATTN_SCORE_BUDGET (256 * 1024)    /* floats of one block of scores    */
+#define GEMM_SPLIT_FLOPS 4e6              /* smaller GEMMs are one call       */
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static size_t round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
 
 /* ------------------------------------------------------------------------ */
-/* Convolution                                                               */
+/* Element-wise helpers                                                      */
 /* ------------------------------------------------------------------------ */
 
-int conv_out_h(const conv_geom *g, int k)
+/* exp(x) for x in float range, within 2 ulp, written so that loops calling
+ * it vectorize (no libm call, no branch): x = n ln2 + r with |r| <= ln2/2,
+ * e^r by Cephes' degree-7 polynomial, 2^n from the exponent bits.  The
+ * rounding trick needs round-to-nearest and no -ffast-math. */
+static inline float exp_approx(float x)
 {
-    int h = g->upsample ? 2 * g->H : g->H;
-    return (h + g->pad_top + g->pad_bottom - k) / g->stride + 1;
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2) */
+    float r = x - n * 0.693359375f;                                      /* Cody-Waite: ln2 = hi + lo */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } two_n;
+    two_n.i = ((int32_t)n + 127) << 23;
+    return p * two_n.f;
 }
 
-int conv_out_w(const conv_geom *g, int k)
+static inline float silu(float v)
 {
-    int w = g->upsample ? 2 * g->W : g->W;
-    return (w + g->pad_left + g->pad_right - k) / g->stride + 1;
+    return v / (1.0f + exp_approx(-v));
 }
 
-/* Output rows per column strip: as many as fit the budget, at least one. */
-static int strip_rows(int K, int Ho, int Wo)
+void silu_inplace(float *v, size_t n)
 {
-    size_t per_row = (size_t)K * (size_t)Wo;
-    size_t r = per_row ? COL_BUDGET_FLOATS / per_row : (size_t)Ho;
-    if (r < 1)
-        r = 1;
-    if (r > (size_t)Ho)
-        r = (size_t)Ho;
-    return (int)r;
+    for (size_t i = 0; i < n; i++)
+        v[i] = silu(v[i]);
 }
 
-size_t conv_scratch_floats(int cin, int k, int Ho, int Wo)
+void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW, int threads)
 {
-    if (k == 1)
-        return 0;
-    int K = cin * k * k;
-    return (size_t)K * (size_t)strip_rows(K, Ho, Wo) * (size_t)Wo;
-}
-
-void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW)
-{
-#pragma omp parallel for schedule(static) if ((size_t)C * HW > 32768)
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * HW > 65536)
     for (int c = 0; c < C; c++) {
         float v = bias[c] + (extra ? extra[c] : 0.0f);
         float *row = y + (size_t)c * HW;
@@ -69,9 +102,9 @@ void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW
     }
 }
 
-void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW)
+void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW, int threads)
 {
-#pragma omp parallel for schedule(static) if ((size_t)C * HW > 32768)
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * HW > 65536)
     for (int c = 0; c < C; c++) {
         float b = bias[c];
         const float *xr = x + (size_t)c * HW;
@@ -81,8 +114,229 @@ void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW
     }
 }
 
-/* Map a coordinate of the (padded) grid of size n back into it: circular
- * padding wraps, zero padding reports -1. */
+/* ------------------------------------------------------------------------ */
+/* GEMM in deterministic blocks                                              */
+/* ------------------------------------------------------------------------ */
+
+/* C (M x N) = alpha op(A) op(B) + beta C, row-major, cut into at most eight
+ * blocks of columns (or of rows when N is small) that the team shares.  The
+ * cut depends on M, N, K only, so every element is computed by the same
+ * OpenBLAS call whatever the thread count. */
+static void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc, int threads)
+{
+    const enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+    if (2.0 * M * N * K < GEMM_SPLIT_FLOPS || (N < 128 && M < 64)) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int by_columns = N >= 128;
+    int len = by_columns ? N : M;
+    int block = (int)round_up((size_t)(len + 7) / 8, 16);
+    int nblocks = (len + block - 1) / block;
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int b = 0; b < nblocks; b++) {
+        int s = b * block, n = len - s < block ? len - s : block;
+        if (by_columns)
+            cblas_sgemm(CblasRowMajor, ta, tb, M, n, K, alpha, A, lda, transB ? B + (size_t)s * ldb : B + s, ldb,
+                        beta, C + s, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, ta, tb, n, N, K, alpha, transA ? A + s : A + (size_t)s * lda, lda, B, ldb,
+                        beta, C + (size_t)s * ldc, ldc);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Padded planes                                                             */
+/* ------------------------------------------------------------------------ */
+
+size_t padded_plane(int H, int W)
+{
+    return (size_t)(H + 2) * (size_t)(W + 2);
+}
+
+float *padded_interior(float *xp, int W)
+{
+    return xp + (W + 2) + 1;
+}
+
+/* Circular: the border repeats the opposite edge (rows first, then whole
+ * columns, which also fills the corners); zero: the border is 0. */
+void pad_borders(float *xp, int C, int H, int W, int circular, int threads)
+{
+    const int Wp = W + 2;
+    const size_t P = padded_plane(H, W);
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
+    for (int c = 0; c < C; c++) {
+        float *p = xp + (size_t)c * P;
+        if (circular) {
+            memcpy(p + 1, p + (size_t)H * Wp + 1, (size_t)W * sizeof *p);
+            memcpy(p + (size_t)(H + 1) * Wp + 1, p + Wp + 1, (size_t)W * sizeof *p);
+            for (int i = 0; i < H + 2; i++) {
+                p[(size_t)i * Wp] = p[(size_t)i * Wp + W];
+                p[(size_t)i * Wp + W + 1] = p[(size_t)i * Wp + 1];
+            }
+        } else {
+            memset(p, 0, (size_t)Wp * sizeof *p);
+            memset(p + (size_t)(H + 1) * Wp, 0, (size_t)Wp * sizeof *p);
+            for (int i = 1; i <= H; i++)
+                p[(size_t)i * Wp] = p[(size_t)i * Wp + W + 1] = 0.0f;
+        }
+    }
+}
+
+void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads)
+{
+    const size_t P = padded_plane(H, W);
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
+    for (int c = 0; c < C; c++) {
+        float *dst = padded_interior(xp + (size_t)c * P, W);
+        const float *src = x + (size_t)c * H * W;
+        for (int i = 0; i < H; i++, dst += W + 2, src += W) {
+            if (center)
+                for (int j = 0; j < W; j++)
+                    dst[j] = 2.0f * src[j] - 1.0f;
+            else
+                memcpy(dst, src, (size_t)W * sizeof *dst);
+        }
+    }
+}
+
+/* Nearest x2: output pixel (i, j) of 2H x 2W is input pixel (i/2, j/2). */
+void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads)
+{
+    const int H2 = 2 * H, W2 = 2 * W;
+    const size_t P = padded_plane(H2, W2);
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
+    for (int c = 0; c < C; c++) {
+        float *dst = padded_interior(xp + (size_t)c * P, W2);
+        for (int i = 0; i < H2; i++, dst += W2 + 2) {
+            const float *src = x + ((size_t)c * H + i / 2) * W;
+            for (int j = 0; j < W2; j++)
+                dst[j] = src[j / 2];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3x3 convolution, stride 1                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* [cout][cin][9] -> [cout][9][cin], one output channel (row) at a time
+ * through `tmp` (9 cin floats). */
+void conv3x3_repack(float *w, int cout, int cin, float *tmp)
+{
+    for (int o = 0; o < cout; o++) {
+        float *row = w + (size_t)o * cin * 9;
+        memcpy(tmp, row, (size_t)cin * 9 * sizeof *row);
+        for (int c = 0; c < cin; c++)
+            for (int t = 0; t < 9; t++)
+                row[(size_t)t * cin + c] = tmp[(size_t)c * 9 + t];
+    }
+}
+
+static int use_shift(int W)
+{
+    return W >= SHIFT_MIN_WIDTH;
+}
+
+/* Positions of the flat padded grid per strip of the shifted scheme. */
+static size_t shift_strip(int cout, size_t n)
+{
+    size_t s = round_up(SHIFT_STRIP_BUDGET / (size_t)cout, 16);
+    if (s < 256)
+        s = 256;
+    return s < n ? s : n;
+}
+
+/* Column-strip rows of the im2col scheme. */
+static int im2col_rows(size_t K, int H, int W)
+{
+    size_t r = IM2COL_BUDGET / (K * (size_t)W);
+    if (r < 1)
+        r = 1;
+    return r < (size_t)H ? (int)r : H;
+}
+
+size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
+{
+    if (use_shift(W)) {
+        size_t n = (size_t)(H - 1) * (W + 2) + W;
+        return (size_t)threads * (size_t)cout * shift_strip(cout, n);
+    }
+    size_t K = (size_t)9 * cin;
+    return K * (size_t)im2col_rows(K, H, W) * (size_t)W;
+}
+
+static void conv3x3_shifted(const conv2d_w *c, const float *xp, int H, int W, float *y, float *scratch,
+                            int threads)
+{
+    const int cin = c->cin, cout = c->cout, Wp = W + 2;
+    const size_t P = padded_plane(H, W);
+    const size_t n = (size_t)(H - 1) * Wp + W;           /* last interior position + 1 */
+    const size_t S = shift_strip(cout, n);
+    const int nstrips = (int)((n + S - 1) / S);
+
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int s = 0; s < nstrips; s++) {
+        float *yp = scratch + (size_t)thread_id() * cout * S;
+        size_t p0 = (size_t)s * S, m = n - p0 < S ? n - p0 : S;
+        /* yp (cout x m) = sum over taps of W_tap . xp shifted by the tap */
+        for (int t = 0; t < 9; t++) {
+            int ky = t / 3, kx = t % 3;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)m, cin, 1.0f, c->w + (size_t)t * cin,
+                        9 * cin, xp + (size_t)ky * Wp + kx + p0, (int)P, t ? 1.0f : 0.0f, yp, (int)m);
+        }
+        /* y += the positions that are pixels: p = i (W+2) + j with j < W */
+        size_t i0 = p0 / Wp, i1 = (p0 + m - 1) / Wp;
+        for (int o = 0; o < cout; o++) {
+            const float *src = yp + (size_t)o * m;
+            float *dst = y + (size_t)o * H * W;
+            for (size_t i = i0; i <= i1; i++) {
+                size_t row = i * Wp;
+                size_t j0 = p0 > row ? p0 - row : 0, j1 = p0 + m - row < (size_t)W ? p0 + m - row : (size_t)W;
+                for (size_t j = j0; j < j1; j++)
+                    dst[i * W + j] += src[row + j - p0];
+            }
+        }
+    }
+}
+
+static void conv3x3_im2col(const conv2d_w *c, const float *xp, int H, int W, float *y, float *col, int threads)
+{
+    const int cin = c->cin, cout = c->cout, Wp = W + 2, K = 9 * cin;
+    const size_t P = padded_plane(H, W);
+    const int R = im2col_rows((size_t)K, H, W);
+    for (int r0 = 0; r0 < H; r0 += R) {
+        int rows = H - r0 < R ? H - r0 : R;
+        size_t n = (size_t)rows * W;
+        /* col[(t, c), (i - r0) W + j] = xp[c, i + ky, j + kx] */
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)K * n > 65536)
+        for (int k = 0; k < K; k++) {
+            int t = k / cin, ch = k % cin, ky = t / 3, kx = t % 3;
+            const float *src = xp + (size_t)ch * P + (size_t)(r0 + ky) * Wp + kx;
+            float *dst = col + (size_t)k * n;
+            for (int i = 0; i < rows; i++)
+                memcpy(dst + (size_t)i * W, src + (size_t)i * Wp, (size_t)W * sizeof *dst);
+        }
+        gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * W, H * W, threads);
+    }
+}
+
+void conv3x3_accumulate(const conv2d_w *c, const float *xp, int H, int W, float *y, float *scratch, int threads)
+{
+    if (use_shift(W))
+        conv3x3_shifted(c, xp, H, W, y, scratch, threads);
+    else
+        conv3x3_im2col(c, xp, H, W, y, scratch, threads);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stride-2 convolution (Downsample2D)                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A coordinate of the padded grid read back in the image: circular padding
+ * wraps, zero padding gives -1. */
 static int wrap(int v, int n, int circular)
 {
     if (v >= 0 && v < n)
@@ -93,137 +347,140 @@ static int wrap(int v, int n, int circular)
     return v < 0 ? v + n : v;
 }
 
-/* col[(c, ky, kx), (i - r0) * Wo + j] = x at the grid position read by output
- * pixel (i, j) through tap (ky, kx), for output rows r0 .. r0 + R - 1. */
-static void im2col_strip(const float *x, int cin, int k, const conv_geom *g, int Wo, int r0, int R, float *col)
+size_t conv_down_scratch_floats(int cin, int H, int W)
 {
-    const int up = g->upsample, s = g->stride;
-    const int GH = up ? 2 * g->H : g->H, GW = up ? 2 * g->W : g->W;   /* grid the kernel slides over */
-    const size_t plane = (size_t)g->H * g->W, n = (size_t)R * Wo;
-    const int rows = cin * k * k;
+    int Ho = H / 2, Wo = W / 2;
+    size_t K = (size_t)9 * cin;
+    return K * (size_t)im2col_rows(K, Ho, Wo) * (size_t)Wo;
+}
 
-#pragma omp parallel for schedule(static) if ((size_t)rows * n > 65536)
-    for (int row = 0; row < rows; row++) {
-        int c = row / (k * k), ky = (row / k) % k, kx = row % k;
-        const float *xc = x + (size_t)c * plane;
-        float *out = col + (size_t)row * n;
-        for (int i = r0; i < r0 + R; i++, out += Wo) {
-            int gy = wrap(i * s + ky - g->pad_top, GH, g->circular);
-            if (gy < 0) {
-                memset(out, 0, (size_t)Wo * sizeof *out);
-                continue;
-            }
-            const float *src = xc + (size_t)(up ? gy >> 1 : gy) * g->W;
-            int x0 = kx - g->pad_left;                 /* grid column of output column 0 */
-            if (s == 1 && !up) {
-                /* the common case: a contiguous run plus at most a pixel on each side */
-                int j0 = x0 < 0 ? -x0 : 0;                    /* first j inside the grid */
-                int j1 = GW - x0 < Wo ? GW - x0 : Wo;          /* one past the last       */
-                for (int j = 0; j < j0; j++) {
-                    int gx = wrap(x0 + j, GW, g->circular);
-                    out[j] = gx < 0 ? 0.0f : src[gx];
+void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
+                          float *col, int threads)
+{
+    const int cin = c->cin, cout = c->cout, K = 9 * cin;
+    const int Ho = H / 2, Wo = W / 2;          /* (H + pad_lt + 1 - 3) / 2 + 1 for even H */
+    const int R = im2col_rows((size_t)K, Ho, Wo);
+    for (int r0 = 0; r0 < Ho; r0 += R) {
+        int rows = Ho - r0 < R ? Ho - r0 : R;
+        size_t n = (size_t)rows * Wo;
+        /* col[(t, c), (i - r0) Wo + j] = x[c, 2i + ky - pad, 2j + kx - pad] */
+#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)K * n > 65536)
+        for (int k = 0; k < K; k++) {
+            int t = k / cin, ch = k % cin, ky = t / 3, kx = t % 3;
+            const float *xc = x + (size_t)ch * H * W;
+            float *dst = col + (size_t)k * n;
+            for (int i = r0; i < r0 + rows; i++, dst += Wo) {
+                int sy = wrap(2 * i + ky - pad_lt, H, circular);
+                if (sy < 0) {
+                    memset(dst, 0, (size_t)Wo * sizeof *dst);
+                    continue;
                 }
-                if (j1 > j0)
-                    memcpy(out + j0, src + x0 + j0, (size_t)(j1 - j0) * sizeof *out);
-                for (int j = j1 > j0 ? j1 : j0; j < Wo; j++) {
-                    int gx = wrap(x0 + j, GW, g->circular);
-                    out[j] = gx < 0 ? 0.0f : src[gx];
-                }
-            } else {
+                const float *src = xc + (size_t)sy * W;
                 for (int j = 0; j < Wo; j++) {
-                    int gx = wrap(x0 + j * s, GW, g->circular);
-                    out[j] = gx < 0 ? 0.0f : src[up ? gx >> 1 : gx];
+                    int sx = wrap(2 * j + kx - pad_lt, W, circular);
+                    dst[j] = sx < 0 ? 0.0f : src[sx];
                 }
             }
         }
+        gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * Wo, Ho * Wo, threads);
     }
 }
 
-void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y)
+/* ------------------------------------------------------------------------ */
+/* 1x1 convolution                                                           */
+/* ------------------------------------------------------------------------ */
+
+void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads)
 {
     /* y (cout x HW) += W[:, k0 : k0+K] (cout x K, row stride cin) . x (K x HW) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)HW, K, 1.0f, c->w + k0, c->cin, x,
-                (int)HW, 1.0f, y, (int)HW);
-}
-
-void conv2d_accumulate(const conv2d_w *c, const float *x, const conv_geom *g, float *y, float *scratch)
-{
-    const int k = c->k, Ho = conv_out_h(g, k), Wo = conv_out_w(g, k);
-    if (k == 1 && g->stride == 1 && !g->upsample && !g->pad_top && !g->pad_left && !g->pad_bottom &&
-        !g->pad_right) {
-        conv1x1_accumulate(c, 0, c->cin, x, (size_t)g->H * g->W, y);
-        return;
-    }
-    const int K = c->cin * k * k, R = strip_rows(K, Ho, Wo);
-    for (int r0 = 0; r0 < Ho; r0 += R) {
-        int rows = Ho - r0 < R ? Ho - r0 : R;
-        int n = rows * Wo;
-        im2col_strip(x, c->cin, k, g, Wo, r0, rows, scratch);
-        /* y[:, strip] (cout x n, row stride Ho*Wo) += W (cout x K) . col (K x n) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, n, K, 1.0f, c->w, K, scratch, n, 1.0f,
-                    y + (size_t)r0 * Wo, Ho * Wo);
-    }
+    gemm(0, 0, c->cout, (int)HW, K, 1.0f, c->w + k0, c->cin, x, (int)HW, 1.0f, y, (int)HW, threads);
 }
 
 /* ------------------------------------------------------------------------ */
 /* GroupNorm (+ SiLU)                                                        */
 /* ------------------------------------------------------------------------ */
 
-static float silu(float v)
+/* Sum of v[0 .. n-1] and sum of (v - shift)^2: float lanes over blocks of
+ * 256 values (vectorizable), the blocks added in double. */
+static void sums(const float *v, size_t n, float shift, double *s1, double *s2)
 {
-    return v / (1.0f + expf(-v));
-}
-
-void silu_inplace(float *v, size_t n)
-{
-#pragma omp parallel for schedule(static) if (n > 32768)
-    for (size_t i = 0; i < n; i++)
-        v[i] = silu(v[i]);
-}
-
-/* The moments of one group's channels, sums in double so that one pass is
- * accurate: returns mu and 1 / sqrt(var + eps). */
-static void group_moments(const float *xa, int Ca, const float *xb, int c0, int c1, size_t HW, double eps,
-                          double *mu, double *rstd)
-{
-    double sum = 0.0, sumsq = 0.0;
-    for (int c = c0; c < c1; c++) {
-        const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
-        for (size_t p = 0; p < HW; p++) {
-            double v = xc[p];
-            sum += v;
-            sumsq += v * v;
+    double a1 = 0.0, a2 = 0.0;
+    for (size_t b = 0; b < n; b += 256) {
+        size_t m = n - b < 256 ? n - b : 256;
+        float l1[16] = {0}, l2[16] = {0};
+        size_t p = 0;
+        for (; p + 16 <= m; p += 16)
+            for (int k = 0; k < 16; k++) {
+                float x = v[b + p + k], d = x - shift;
+                l1[k] += x;
+                l2[k] += d * d;
+            }
+        double b1 = 0.0, b2 = 0.0;
+        for (; p < m; p++) {
+            double d = (double)v[b + p] - shift;
+            b1 += v[b + p];
+            b2 += d * d;
         }
+        for (int k = 0; k < 16; k++) {
+            b1 += l1[k];
+            b2 += l2[k];
+        }
+        a1 += b1;
+        a2 += b2;
     }
-    double count = (double)(c1 - c0) * (double)HW;
-    double m = sum / count;
-    double var = sumsq / count - m * m;          /* biased, as PyTorch */
-    *mu = m;
-    *rstd = 1.0 / sqrt((var > 0 ? var : 0) + eps);
+    *s1 = a1;
+    *s2 = a2;
 }
 
-/*   y = (x - mu_g) / sqrt(var_g + eps) * gamma_c + beta_c      [then SiLU]
- * applied as y = x * scale_c + shift_c, one group per task. */
+/*   mu_g = mean over the group's channels and pixels
+ *   var_g = mean of (x - mu_g)^2                       (biased, as PyTorch)
+ *   y = (x - mu_g) / sqrt(var_g + eps) * gamma_c + beta_c       [then SiLU]
+ * Two passes: the mean, then the squares about a first estimate of it (an
+ * exact correction removes the estimate's error), so no cancellation. */
 void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, const float *xa, int Ca,
-                const float *xb, int Cb, size_t HW, float *y)
+                const float *xb, int Cb, int H, int W, float *y, int padded, int threads)
 {
     const int C = Ca + Cb, cpg = C / groups;
+    const size_t HW = (size_t)H * W;
+    const size_t out_plane = padded ? padded_plane(H, W) : HW;
+    const int out_row = padded ? W + 2 : W;
 
-#pragma omp parallel for schedule(static) if ((size_t)C * HW > 32768)
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if ((size_t)C * HW > 32768)
     for (int gi = 0; gi < groups; gi++) {
-        double mu, rstd;
-        group_moments(xa, Ca, xb, gi * cpg, (gi + 1) * cpg, HW, eps, &mu, &rstd);
-        for (int c = gi * cpg; c < (gi + 1) * cpg; c++) {
+        const int c0 = gi * cpg, c1 = c0 + cpg;
+        const double count = (double)cpg * (double)HW;
+        double s1, s2, total = 0.0;
+        for (int c = c0; c < c1; c++) {
             const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
-            float *yc = y + (size_t)c * HW;
-            float a = (float)(rstd * g->gamma[c]);
-            float b = (float)(g->beta[c] - mu * rstd * g->gamma[c]);
-            if (silu_after)
-                for (size_t p = 0; p < HW; p++)
-                    yc[p] = silu(xc[p] * a + b);
-            else
-                for (size_t p = 0; p < HW; p++)
-                    yc[p] = xc[p] * a + b;
+            sums(xc, HW, 0.0f, &s1, &s2);
+            total += s1;
+        }
+        const float shift = (float)(total / count);
+        double d1 = 0.0, d2 = 0.0;
+        for (int c = c0; c < c1; c++) {
+            const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
+            sums(xc, HW, shift, &s1, &s2);
+            d1 += s1;
+            d2 += s2;
+        }
+        /* var = E[(x - shift)^2] - (mu - shift)^2, with mu - shift tiny */
+        const double mu = d1 / count, dm = mu - shift;
+        double var = d2 / count - dm * dm;
+        const double rstd = 1.0 / sqrt((var > 0 ? var : 0) + eps);
+
+        for (int c = c0; c < c1; c++) {
+            const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
+            float *yc = y + (size_t)c * out_plane + (padded ? (size_t)out_row + 1 : 0);
+            const float a = (float)(rstd * g->gamma[c]);
+            const float b = (float)(g->beta[c] - mu * rstd * g->gamma[c]);
+            for (int i = 0; i < H; i++, xc += W, yc += out_row) {
+                if (silu_after)
+                    for (int j = 0; j < W; j++)
+                        yc[j] = silu(xc[j] * a + b);
+                else
+                    for (int j = 0; j < W; j++)
+                        yc[j] = xc[j] * a + b;
+            }
         }
     }
 }
@@ -232,35 +489,37 @@ void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, co
 /* Attention                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Query rows per block of scores. */
+/* Query rows per block of scores: a fixed function of HW. */
 static size_t score_rows(size_t HW)
 {
-    size_t r = ATTN_SCORE_BUDGET / (HW ? HW : 1);
-    if (r < 1)
-        r = 1;
-    return r > HW ? HW : r;
+    size_t r = round_up((HW + 7) / 8, 16);
+    size_t cap = ATTN_SCORE_BUDGET / HW;
+    if (r > cap)
+        r = cap;
+    if (r < 16)
+        r = 16;
+    return r < HW ? r : HW;
 }
 
-size_t attention_scratch_floats(const attention_w *a, size_t HW)
+size_t attention_scratch_floats(const attention_w *a, size_t HW, int threads)
 {
-    /* normalized input, q k v, head outputs, one block of scores */
-    return (size_t)a->C * HW * 5 + score_rows(HW) * HW;
+    /* normalized input, q k v, head outputs, a block of scores per thread */
+    return (size_t)a->C * HW * 5 + (size_t)threads * score_rows(HW) * HW;
 }
 
-/* Row-wise softmax of an m x n block, in place. */
+/* Row-wise softmax of an m x n block, in place; sums in double. */
 static void softmax_rows(float *s, size_t m, size_t n)
 {
-#pragma omp parallel for schedule(static) if (m * n > 32768)
     for (size_t i = 0; i < m; i++) {
         float *r = s + i * n;
         float mx = r[0];
         for (size_t j = 1; j < n; j++)
             mx = r[j] > mx ? r[j] : mx;
+        for (size_t j = 0; j < n; j++)
+            r[j] = exp_approx(r[j] - mx);
         double sum = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            r[j] = expf(r[j] - mx);
+        for (size_t j = 0; j < n; j++)
             sum += r[j];
-        }
         float inv = (float)(1.0 / sum);
         for (size_t j = 0; j < n; j++)
             r[j] *= inv;
@@ -275,29 +534,35 @@ static void softmax_rows(float *s, size_t m, size_t n)
  *   P = softmax over keys;  o_h = v_h P^T                    (d x HW)
  *   y = x + W_out o + b_out
  */
-void attention(const attention_w *a, int groups, double eps, const float *x, size_t HW, float *y, float *scratch)
+void attention(const attention_w *a, int groups, double eps, const float *x, int H, int W, float *y, float *scratch,
+               int threads)
 {
     const int C = a->C, heads = a->heads, d = C / heads;
+    const size_t HW = (size_t)H * W;
     const int n = (int)HW;
     float *hn = scratch;
     float *qkv = hn + (size_t)C * HW;
     float *o = qkv + (size_t)3 * C * HW;
-    float *s = o + (size_t)C * HW;
+    float *scores = o + (size_t)C * HW;
     const size_t rows = score_rows(HW);
+    const int nblocks = (int)((HW + rows - 1) / rows);
     const float scale = (float)(1.0 / sqrt((double)d));
 
-    group_norm(&a->norm, groups, eps, 0, x, C, NULL, 0, HW, hn);
-    fill_bias(qkv, a->qkv_b, NULL, 3 * C, HW);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 3 * C, n, C, 1.0f, a->qkv_w, C, hn, n, 1.0f, qkv, n);
+    group_norm(&a->norm, groups, eps, 0, x, C, NULL, 0, H, W, hn, 0, threads);
+    fill_bias(qkv, a->qkv_b, NULL, 3 * C, HW, threads);
+    gemm(0, 0, 3 * C, n, C, 1.0f, a->qkv_w, C, hn, n, 1.0f, qkv, n, threads);
 
     for (int h = 0; h < heads; h++) {
         const float *q = qkv + (size_t)h * d * HW;
         const float *k = qkv + (size_t)(C + h * d) * HW;
         const float *v = qkv + (size_t)(2 * C + h * d) * HW;
         float *oh = o + (size_t)h * d * HW;
-        for (size_t i0 = 0; i0 < HW; i0 += rows) {
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+        for (int b = 0; b < nblocks; b++) {
+            size_t i0 = (size_t)b * rows;
             int m = (int)(HW - i0 < rows ? HW - i0 : rows);
-            /* S (m x HW) = scale * q[:, i0 : i0+m]^T k */
+            float *s = scores + (size_t)thread_id() * rows * HW;
+            /* S (m x HW) = scale q[:, i0 : i0+m]^T k */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, d, scale, q + i0, n, k, n, 0.0f, s, n);
             softmax_rows(s, (size_t)m, HW);
             /* o_h[:, i0 : i0+m] (d x m) = v (d x HW) . S^T */
@@ -305,19 +570,16 @@ void attention(const attention_w *a, int groups, double eps, const float *x, siz
         }
     }
 
-    fill_residual(y, x, a->out.b, C, HW);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, n, C, 1.0f, a->out.w, C, o, n, 1.0f, y, n);
+    fill_residual(y, x, a->out.b, C, HW, threads);
+    gemm(0, 0, C, n, C, 1.0f, a->out.w, C, o, n, 1.0f, y, n, threads);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Linear                                                                    */
 /* ------------------------------------------------------------------------ */
 
-void linear(const linear_w *l, const float *x, int N, float *y)
+void linear(const linear_w *l, const float *x, float *y)
 {
-    for (int i = 0; i < N; i++)
-        memcpy(y + (size_t)i * l->out, l->b, (size_t)l->out * sizeof *y);
-    /* y (N x out) += x (N x in) . W^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 1.0f, y,
-                l->out);
+    memcpy(y, l->b, (size_t)l->out * sizeof *y);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, l->out, l->in, 1.0f, l->w, l->in, x, 1, 1.0f, y, 1);
 }

@@ -2,7 +2,19 @@
  * (C x H x W) (private to core/).
  *
  * Nothing here allocates: every scratch buffer comes from the caller (the
- * forward plan in unet.c), sized with the *_scratch functions below.
+ * forward plan in unet.c), sized with the *_scratch_floats functions.
+ *
+ * Threads: every function runs an OpenMP team of `threads` (1 = serial) and
+ * calls OpenBLAS from inside it, one GEMM per thread, so OpenBLAS itself
+ * must be single-threaded meanwhile (see unet.c).  Work is cut into blocks
+ * whose shapes depend on the layer only, never on the thread count, so the
+ * numbers do not change with it.
+ *
+ * Padded planes: a 3x3 convolution reads its input from a "padded" buffer
+ * of C planes of (H + 2) x (W + 2) whose one-pixel border holds the padding
+ * (zeros, or the opposite edge for circular padding).  Producers (group norm,
+ * upsampling, input copy) write the interior directly and pad_borders fills
+ * the border, so no separate padding pass is ever made.
  */
 #ifndef DDPM_OPS_H
 #define DDPM_OPS_H
@@ -11,48 +23,56 @@
 
 #include "model_internal.h"
 
-/* How a 3x3 (or 1x1) convolution reads its input. */
-typedef struct {
-    int H, W;              /* input size                                      */
-    int upsample;          /* read the input nearest-upsampled x2 (Upsample2D)*/
-    int stride;            /* 1, or 2 for Downsample2D                        */
-    int pad_top, pad_bottom, pad_left, pad_right;
-    int circular;          /* padding wraps around instead of reading zeros  */
-} conv_geom;
+/* 3x3 convolution weights are repacked at load from PyTorch's
+ * [cout][cin][3][3] to [cout][3][3][cin]: row o is then the 9 taps' cin-long
+ * rows, which both convolution schemes below read directly.  tmp: 9 cin
+ * floats. */
+void conv3x3_repack(float *w, int cout, int cin, float *tmp);
 
-/* Output size of a convolution with kernel k. */
-int conv_out_h(const conv_geom *g, int k);
-int conv_out_w(const conv_geom *g, int k);
+/* Where a plane's interior lives inside a padded buffer. */
+size_t padded_plane(int H, int W);                         /* (H+2)(W+2)        */
+float *padded_interior(float *xp, int W);                  /* &pixel (0, 0)     */
+void pad_borders(float *xp, int C, int H, int W, int circular, int threads);
 
-/* Floats of scratch conv2d_accumulate needs for this layer. */
-size_t conv_scratch_floats(int cin, int k, int Ho, int Wo);
+/* Copy C compact planes into a padded buffer's interior, optionally mapped
+ * v -> 2v - 1 (center_input_sample); or nearest-upsampled x2 (Upsample2D). */
+void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads);
+void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads);
 
-/* y[o] = bias[o] + extra[o] over all HW pixels (extra may be NULL): the
- * starting value that convolutions then accumulate onto. */
-void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW);
-/* y[o] = x[o] + bias[o]: a residual plus a bias. */
-void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW);
+/* y += conv3x3(x) with stride 1 (no bias), x in a padded buffer, y compact
+ * cout x H x W. */
+size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads);
+void conv3x3_accumulate(const conv2d_w *c, const float *xp, int H, int W, float *y, float *scratch, int threads);
 
-/* y += conv(x) (no bias): x is cin x H x W, y is cout x Ho x Wo. */
-void conv2d_accumulate(const conv2d_w *c, const float *x, const conv_geom *g, float *y, float *scratch);
+/* Downsample2D's 3x3 stride-2 convolution, y += conv(x), x compact H x W.
+ * Padding top/left `pad_lt`, bottom/right 1 (downsample_padding 1: 1, 1;
+ * 0: TF's 'SAME', 0, 1), zero or circular. */
+size_t conv_down_scratch_floats(int cin, int H, int W);
+void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
+                          float *scratch, int threads);
 
 /* y += W[:, k0 : k0 + K] x for a 1x1 convolution whose input channels k0 ..
- * k0+K-1 are the K planes of x (lets a concat be two calls). */
-void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y);
+ * k0+K-1 are the K planes of x (a concat is two calls). */
+void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads);
 
-/* GroupNorm (optionally followed by SiLU) of the channel concatenation
- * [xa (Ca planes) ; xb (Cb planes)] of HW pixels each, into y.  Moments in
- * double. */
+/* y[o] = bias[o] + extra[o] over all HW pixels (extra may be NULL), or
+ * y[o] = x[o] + bias[o]: starting values that convolutions accumulate onto. */
+void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW, int threads);
+void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW, int threads);
+
+/* GroupNorm (then SiLU if `silu`) of the channel concatenation [xa (Ca
+ * planes) ; xb (Cb planes)] of H x W pixels.  Output into a padded buffer
+ * (padded = 1, interior only) or compact planes.  Moments in double. */
 void group_norm(const groupnorm_w *g, int groups, double eps, int silu, const float *xa, int Ca, const float *xb,
-                int Cb, size_t HW, float *y);
+                int Cb, int H, int W, float *y, int padded, int threads);
 
-/* Attention over the HW tokens of x (C x HW), plus x (spec 3.7).  Scratch:
- * attention_scratch_floats. */
-size_t attention_scratch_floats(const attention_w *a, size_t HW);
-void attention(const attention_w *a, int groups, double eps, const float *x, size_t HW, float *y, float *scratch);
+/* Attention over the HW tokens of x (C x HW), plus x (spec 3.7). */
+size_t attention_scratch_floats(const attention_w *a, size_t HW, int threads);
+void attention(const attention_w *a, int groups, double eps, const float *x, int H, int W, float *y, float *scratch,
+               int threads);
 
-/* y[n, o] = b[o] + sum_i W[o, i] x[n, i] for N rows. */
-void linear(const linear_w *l, const float *x, int N, float *y);
+/* y[o] = b[o] + sum_i W[o, i] x[i]: one vector (the time embedding MLP). */
+void linear(const linear_w *l, const float *x, float *y);
 
 /* v / (1 + exp(-v)) in place. */
 void silu_inplace(float *v, size_t n);

@@ -34,7 +34,7 @@
  * properties of the respaced DDPM chain, not of this implementation.
  *
  * usage: test_oracle generate beta|posterior K
- *        test_oracle pointmass beta|posterior K
+ *        test_oracle pointmass beta|posterior K s      (s = 0 or a small spread, e.g. 0.001)
  *        test_oracle refine beta|posterior */
 #include "ddpm.h"
 #include "sampler_internal.h"
@@ -181,7 +181,7 @@ out:
  * x7.9 at K = 50).  The last step returns x^_0, which for s = 0 is mu for any
  * x_1: the output collapses onto mu either way; for s = 1e-3 the spread
  * that beta leaves shows in the output too. */
-static void run_pointmass(ddpm_variance var, int K)
+static void run_pointmass(ddpm_variance var, int K, double sd)
 {
     const double mu = 0.1;
     ddpm_schedule s = oracle_schedule();
@@ -192,50 +192,46 @@ static void run_pointmass(ddpm_variance var, int K)
         goto out;
     }
     int n = ddpm_timesteps(&s, K, s.T - 1, ts);
-    const double sds[2] = {0.0, 1e-3};
-    for (int k = 0; k < 2; k++) {
-        double sd = sds[k];
-        oracle o = {&s, mu, sd, 0, 0, 0, 0};
-        ddpm_sample_params p = {K, var, 99, 0};
-        char err[256] = "", what[128];
-        ddpm_status st = ddpm_sample_generate(&s, oracle_predict, &o, C, H, W, &p, NULL, NULL, x, err, sizeof err);
-        CHECK(st == DDPM_OK && o.watched, "point mass: %s", err);
-        if (st != DDPM_OK)
-            continue;
+    oracle o = {&s, mu, sd, 0, 0, 0, 0};
+    ddpm_sample_params p = {K, var, 99, 0};
+    char err[256] = "", what[128];
+    ddpm_status st = ddpm_sample_generate(&s, oracle_predict, &o, C, H, W, &p, NULL, NULL, x, err, sizeof err);
+    CHECK(st == DDPM_OK && o.watched, "point mass: %s", err);
+    if (st != DDPM_OK)
+        goto out;
 
-        /* The state entering the last step, against the exact chain and
-         * against the forward marginal at t = 0. */
-        double pre_mean, pre_sd, q_sd = sqrt(s.alphas_cumprod[0] * sd * sd + 1 - s.alphas_cumprod[0]);
-        chain_theory(&s, ts, n, var, mu, sd, 0.0, 1.0, 1, &pre_mean, &pre_sd);
-        snprintf(what, sizeof what, "point mass s=%g K=%d %s, x at t=0", sd, K, variance_name(var));
-        check_against_theory(what, o.watch_mean, o.watch_sd, pre_mean, pre_sd, NPIX);
-        printf("  forward marginal std at t=0: %.6f; ratio %.3f\n", q_sd, o.watch_sd / q_sd);
+    /* The state entering the last step, against the exact chain and
+     * against the forward marginal at t = 0. */
+    double pre_mean, pre_sd, q_sd = sqrt(s.alphas_cumprod[0] * sd * sd + 1 - s.alphas_cumprod[0]);
+    chain_theory(&s, ts, n, var, mu, sd, 0.0, 1.0, 1, &pre_mean, &pre_sd);
+    snprintf(what, sizeof what, "point mass s=%g K=%d %s, x at t=0", sd, K, variance_name(var));
+    check_against_theory(what, o.watch_mean, o.watch_sd, pre_mean, pre_sd, NPIX);
+    printf("  forward marginal std at t=0: %.6f; ratio %.3f\n", q_sd, o.watch_sd / q_sd);
+    if (var == DDPM_VARIANCE_POSTERIOR)
+        CHECK(fabs(o.watch_sd - q_sd) < 5 * q_sd / sqrt(2.0 * NPIX), "%s: std %.6f vs forward %.6f", what,
+              o.watch_sd, q_sd);
+    else
+        CHECK(o.watch_sd > 1.25 * q_sd, "%s: std %.6f, expected > 1.25 x %.6f", what, o.watch_sd, q_sd);
+
+    /* The output. */
+    double mean, out_sd, th_mean, th_sd, small_mean, small_sd;
+    moments(x, NPIX, &mean, &out_sd);
+    chain_theory(&s, ts, n, var, mu, sd, 0.0, 1.0, 0, &th_mean, &th_sd);
+    chain_theory(&s, ts, n, DDPM_VARIANCE_POSTERIOR, mu, sd, 0.0, 1.0, 0, &small_mean, &small_sd);
+    snprintf(what, sizeof what, "point mass s=%g K=%d %s, output", sd, K, variance_name(var));
+    if (sd == 0.0) {
+        float worst = 0;
+        for (size_t i = 0; i < NPIX; i++)
+            worst = fmaxf(worst, fabsf(x[i] - (float)mu));
+        printf("%s: max |x - mu| = %.3g\n", what, (double)worst);
+        CHECK(worst < 1e-6f, "%s: max |x - mu| = %g", what, (double)worst);
+    } else {
+        check_against_theory(what, mean, out_sd, th_mean, th_sd, NPIX);
         if (var == DDPM_VARIANCE_POSTERIOR)
-            CHECK(fabs(o.watch_sd - q_sd) < 5 * q_sd / sqrt(2.0 * NPIX), "%s: std %.6f vs forward %.6f", what,
-                  o.watch_sd, q_sd);
+            CHECK(out_sd < 0.2 * sd, "%s: std %.3g, expected a collapse below 0.2 s", what, out_sd);
         else
-            CHECK(o.watch_sd > 1.25 * q_sd, "%s: std %.6f, expected > 1.25 x %.6f", what, o.watch_sd, q_sd);
-
-        /* The output. */
-        double mean, out_sd, th_mean, th_sd, small_mean, small_sd;
-        moments(x, NPIX, &mean, &out_sd);
-        chain_theory(&s, ts, n, var, mu, sd, 0.0, 1.0, 0, &th_mean, &th_sd);
-        chain_theory(&s, ts, n, DDPM_VARIANCE_POSTERIOR, mu, sd, 0.0, 1.0, 0, &small_mean, &small_sd);
-        snprintf(what, sizeof what, "point mass s=%g K=%d %s, output", sd, K, variance_name(var));
-        if (sd == 0.0) {
-            float worst = 0;
-            for (size_t i = 0; i < NPIX; i++)
-                worst = fmaxf(worst, fabsf(x[i] - (float)mu));
-            printf("%s: max |x - mu| = %.3g\n", what, (double)worst);
-            CHECK(worst < 1e-6f, "%s: max |x - mu| = %g", what, (double)worst);
-        } else {
-            check_against_theory(what, mean, out_sd, th_mean, th_sd, NPIX);
-            if (var == DDPM_VARIANCE_POSTERIOR)
-                CHECK(out_sd < 0.2 * sd, "%s: std %.3g, expected a collapse below 0.2 s", what, out_sd);
-            else
-                CHECK(out_sd > 1.25 * small_sd, "%s: std %.3g, expected > 1.25 x beta~'s %.3g", what, out_sd,
-                      small_sd);
-        }
+            CHECK(out_sd > 1.25 * small_sd, "%s: std %.3g, expected > 1.25 x beta~'s %.3g", what, out_sd,
+                  small_sd);
     }
 out:
     free(x), free(ts);
@@ -296,7 +292,7 @@ out:
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s generate|pointmass|refine beta|posterior [K]\n", argv[0]);
+        fprintf(stderr, "usage: %s generate|pointmass|refine beta|posterior [K [s]]\n", argv[0]);
         return 2;
     }
     ddpm_variance var = strcmp(argv[2], "beta") == 0 ? DDPM_VARIANCE_BETA : DDPM_VARIANCE_POSTERIOR;
@@ -309,7 +305,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "generate") == 0)
         run_generate(var, K);
     else if (strcmp(argv[1], "pointmass") == 0)
-        run_pointmass(var, K);
+        run_pointmass(var, K, argc > 4 ? atof(argv[4]) : 0.0);
     else if (strcmp(argv[1], "refine") == 0)
         run_refine(var);
     else {

@@ -4,7 +4,7 @@
 # throw-away GIMP profile; then png_check looks at the PNGs it exported.
 #
 #   run-test.sh TEST              TEST: generate refine formats cli-match
-#                                 shipped errors-unchanged
+#                                 shipped errors-unchanged i18n
 #   run-test.sh error CASE TEXT   (bad-CASE) of errors.scm fails saying TEXT
 #
 # Environment (tests/plugin/meson.build sets it):
@@ -48,6 +48,25 @@ export HOME="$TEST_WORK/home"
 unset DISPLAY
 
 fail() { echo "FAIL: $*"; exit 1; }
+
+# Sanitized builds (-Db_sanitize=address,undefined): a finding aborts the
+# plug-in, so its call fails.  Leaks are reported when it exits; libgimp
+# leaks some of its own, so only those allocated by our code count, which
+# needs full stacks (glib has no frame pointers).
+if [ -n "${ASAN_OPTIONS:-}" ]; then
+  export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+fi
+check_sanitizers() {
+  if grep -q 'runtime error:\|ERROR: AddressSanitizer' "$work/gimp.log"; then
+    grep -A20 'runtime error:\|ERROR: AddressSanitizer' "$work/gimp.log" | head -40
+    fail "sanitizer error"
+  fi
+  # A direct leak whose first frames are in plugin/ or core/.
+  awk '/^Direct leak/ { block = 1; frames = 0; next }
+       block && /#[0-9]+ / { frames++; if (frames <= 6 && /\.\.\/(plugin|core)\//) { print; bad = 1 } }
+       /^$/ { block = 0 }
+       END { exit bad }' "$work/gimp.log" || fail "memory leaked by the plug-in"
+}
 
 # A GIMP profile made once (the first start queries every plug-in, ~5 s),
 # then copied for each test; the copies only have to query ours.
@@ -96,6 +115,7 @@ run_gimp() {
     >"$work/gimp.log" 2>&1
   rc=$?
   grep -E '^ok - |FAILED|Error' "$work/gimp.log"
+  check_sanitizers
 }
 
 run_ok() {
@@ -171,6 +191,17 @@ case $test_name in
     run_ok errors.scm '(all-bad-calls-leave-image-unchanged)'
     check same unchanged-before.png unchanged-after.png
     check alpha unchanged-before.png unchanged-after.png
+    ;;
+  i18n)
+    # The Korean catalog is installed and used: needs the ko_KR.UTF-8 locale.
+    locale -a 2>/dev/null | grep -qi '^ko_KR\.utf-\?8$' ||
+      { echo "skip: no ko_KR.UTF-8 locale (locale-gen)"; exit 77; }
+    export LANG=ko_KR.UTF-8 LANGUAGE=ko
+    unset LC_ALL LC_MESSAGES
+    run_gimp errors.scm "(bad-unknown-model)"
+    [ $rc -ne 0 ] || fail "(bad-unknown-model) succeeded"
+    grep -F '알 수 없는 모델 "no-such-model"' "$work/gimp.log" ||
+      { tail -20 "$work/gimp.log"; fail "no Korean message"; }
     ;;
   error)
     case_name=$2
