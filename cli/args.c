@@ -167,6 +167,29 @@ int parse_size(const char *opt, const char *text, int max_side, int *width, int 
     return 0;
 }
 
+int parse_double(const char *opt, const char *text, double min, double max, double *out)
+{
+    /* strtod alone would take blanks, "inf", "nan" and hexadecimal. */
+    const char *p = text[0] == '-' ? text + 1 : text;
+    if (!isdigit((unsigned char)p[0]) && !(p[0] == '.' && isdigit((unsigned char)p[1]))) {
+        cli_error("--%s: '%s' is not a number", opt, text);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || strpbrk(text, "xX") != NULL) {
+        cli_error("--%s: '%s' is not a number", opt, text);
+        return -1;
+    }
+    if (!(v >= min && v <= max)) {
+        cli_error("--%s: %s is outside %g .. %g", opt, text, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int parse_variance(const char *opt, const char *text, ddpm_variance *out)
 {
     if (strcmp(text, "beta") == 0 || strcmp(text, "fixed_large") == 0) {
@@ -183,6 +206,15 @@ int parse_variance(const char *opt, const char *text, ddpm_variance *out)
 const char *variance_name(ddpm_variance v)
 {
     return v == DDPM_VARIANCE_BETA ? "beta" : "posterior";
+}
+
+int parse_sampler(const char *opt, const char *text, ddpm_sampler *out)
+{
+    if (ddpm_sampler_parse(text, out) != DDPM_OK) {
+        cli_error("--%s: '%s' is not one of ddpm, ddim, dpm-solver++", opt, text);
+        return -1;
+    }
+    return 0;
 }
 
 int has_extension(const char *path, const char *ext)

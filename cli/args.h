@@ -43,9 +43,13 @@ int parse_int(const char *opt, const char *text, long min, long max, int *out);
 int parse_u64(const char *opt, const char *text, uint64_t *out);
 /* "WxH" (or "N" for N x N), each side in 1 .. max_side. */
 int parse_size(const char *opt, const char *text, int max_side, int *width, int *height);
+/* A decimal number ("0", "0.5", "1e-1") and nothing else, in min .. max. */
+int parse_double(const char *opt, const char *text, double min, double max, double *out);
 /* "beta" / "fixed_large" or "posterior" / "fixed_small". */
 int parse_variance(const char *opt, const char *text, ddpm_variance *out);
 const char *variance_name(ddpm_variance v);
+/* "ddpm", "ddim" or "dpm-solver++" (ddpm_sampler_name's names). */
+int parse_sampler(const char *opt, const char *text, ddpm_sampler *out);
 
 /* Does `path` end in `ext` (".png"), ignoring case? */
 int has_extension(const char *path, const char *ext);

@@ -11,18 +11,30 @@
 #include "progress.h"
 
 /* Options both commands take, after each command's own. */
-enum { SH_MODEL, SH_STEPS, SH_VARIANCE, SH_SEED, SH_TILEABLE, SH_THREADS, SH_BUDGET, SH_COUNT };
+enum { SH_MODEL, SH_STEPS, SH_SAMPLER, SH_ETA, SH_VARIANCE, SH_SEED, SH_TILEABLE, SH_THREADS, SH_BUDGET,
+       SH_COUNT };
 
 static const cli_option shared_options[SH_COUNT] = {
     [SH_MODEL]    = { "model", "DIR", "model folder (default: the shipped model)", NULL },
     [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 50; refine: at most t)", NULL },
+    [SH_SAMPLER]  = { "sampler", "NAME", "ddpm (default), ddim or dpm-solver++ (see above)", NULL },
+    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic (default) .. 1 = ddpm's noise", NULL },
     [SH_VARIANCE] = { "variance", "beta|posterior",
-                      "sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
+                      "ddpm only: sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
     [SH_SEED]     = { "seed", "S", "noise seed, 0 .. 2^64-1 (default 0)", NULL },
     [SH_TILEABLE] = { "tileable", NULL, "seamless result: circular padding in every convolution", NULL },
     [SH_THREADS]  = { "threads", "N", "worker threads, 0 = all cores (default)", NULL },
-    [SH_BUDGET]   = { "memory-budget", "MiB", "limit for the network's scratch memory (default: none)", NULL },
+    [SH_BUDGET]   = { "memory-budget", "MiB", "refuse runs needing more memory (default: half the RAM)", NULL },
 };
+
+static const char sampler_help[] =
+    "Samplers, all on the same K timesteps and noise streams:\n"
+    "  ddpm          ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2\n"
+    "                from --variance.\n"
+    "  ddim          DDIM (Song et al. 2021); --eta 0 is deterministic, --eta 1\n"
+    "                has ddpm's posterior noise.\n"
+    "  dpm-solver++  DPM-Solver++(2M) (Lu et al. 2022): deterministic, second\n"
+    "                order, meant for few steps.";
 
 static const char output_help[] =
     "FILE.png: 8-bit RGB(A).  FILE.safetensors: the float tensor 'sample'\n"
@@ -58,10 +70,26 @@ static int read_shared_options(const cli_option *o, sample_run *run)
     run->model_dir = o[SH_MODEL].value;
     if (o[SH_STEPS].value && parse_int("steps", o[SH_STEPS].value, 1, 1000000, &run->job.steps) != 0)
         return CLI_EXIT_USAGE;
+    if (o[SH_SAMPLER].value && parse_sampler("sampler", o[SH_SAMPLER].value, &run->job.sampler) != 0)
+        return CLI_EXIT_USAGE;
+    if (o[SH_ETA].value) {
+        double eta;
+        if (parse_double("eta", o[SH_ETA].value, 0.0, 1.0, &eta) != 0)
+            return CLI_EXIT_USAGE;
+        if (run->job.sampler != DDPM_SAMPLER_DDIM) {
+            cli_error("%s: --eta is only for --sampler ddim (the sampler is %s)", run->label,
+                      ddpm_sampler_name(run->job.sampler));
+            return CLI_EXIT_USAGE;
+        }
+        run->job.eta = (float)eta;
+    }
     if (o[SH_VARIANCE].value) {
         if (parse_variance("variance", o[SH_VARIANCE].value, &run->job.variance) != 0)
             return CLI_EXIT_USAGE;
         run->variance_given = 1;
+        if (run->job.sampler != DDPM_SAMPLER_DDPM)
+            fprintf(stderr, "ddpm: note: --variance only changes --sampler ddpm; %s ignores it\n",
+                    ddpm_sampler_name(run->job.sampler));
     }
     if (o[SH_SEED].value && parse_u64("seed", o[SH_SEED].value, &run->job.seed) != 0)
         return CLI_EXIT_USAGE;
@@ -111,9 +139,16 @@ static int settle_steps(sample_run *run, int T, int refine)
 
 static void print_settings(const sample_run *run, const char *what, const char *model_dir)
 {
-    fprintf(stderr, "ddpm: %s %s: %d steps, variance %s, seed %llu%s, model %s\n", run->label, what,
-            run->job.steps, variance_name(run->job.variance), (unsigned long long)run->job.seed,
-            run->job.tileable ? ", tileable" : "", model_dir);
+    char sampler[64];
+    if (run->job.sampler == DDPM_SAMPLER_DDPM)
+        snprintf(sampler, sizeof sampler, "ddpm, variance %s", variance_name(run->job.variance));
+    else if (run->job.sampler == DDPM_SAMPLER_DDIM)
+        snprintf(sampler, sizeof sampler, "ddim, eta %g", (double)run->job.eta);
+    else
+        snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
+    fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s, model %s\n", run->label, what,
+            run->job.steps, sampler, (unsigned long long)run->job.seed, run->job.tileable ? ", tileable" : "",
+            model_dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -253,11 +288,11 @@ int cmd_generate(int argc, char **argv)
         [G_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
     };
     memcpy(options + G_SHARED, shared_options, sizeof shared_options);
-    char description[1024];
+    char description[2048];
     snprintf(description, sizeof description,
-             "Sample a new image: x_T ~ N(0, I), then K reverse steps of the respaced chain\n"
-             "(Ho et al. 2020, Algorithm 2).  Sizes that are not a multiple of the model's\n"
-             "stride are computed at the next multiple and cropped.\n\n%s", output_help);
+             "Sample a new image: x_T ~ N(0, I), then K reverse steps of the respaced chain.\n"
+             "Sizes that are not a multiple of the model's stride are computed at the next\n"
+             "multiple and cropped.\n\n%s\n\n%s", sampler_help, output_help);
     cli_command cmd = { "generate", "--size WxH --output FILE [options]", description, options, G_COUNT };
 
     args_result parsed = args_parse(&cmd, argc, argv);
@@ -408,12 +443,13 @@ int cmd_refine(int argc, char **argv)
         [R_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
     };
     memcpy(options + R_SHARED, shared_options, sizeof shared_options);
-    char description[1024];
+    char description[2048];
     snprintf(description, sizeof description,
              "Refine an image: x_t = q_sample(x_0) at timestep t (eq. 4), then K reverse\n"
              "steps from t down to 0.  With --mask only the white part changes; the rest\n"
              "is re-noised from the input at every step so both parts agree.  The alpha\n"
-             "of an RGBA input is written back unchanged to a PNG output.\n\n%s", output_help);
+             "of an RGBA input is written back unchanged to a PNG output.\n\n%s\n\n%s", sampler_help,
+             output_help);
     cli_command cmd = { "refine", "--input FILE --t T --output FILE [options]", description, options, R_COUNT };
 
     args_result parsed = args_parse(&cmd, argc, argv);

@@ -136,7 +136,8 @@ void ddpm_noise_fill(uint64_t seed, uint32_t stream, int C, int h, int w, int y0
 /* The forward and reverse processes                                          */
 /* ------------------------------------------------------------------------ */
 
-/* eq. (4): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, n values. */
+/* eq. (4): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, n values; xt may
+ * alias x0 or eps. */
 void ddpm_q_sample(const ddpm_schedule *s, int t, const float *x0, const float *eps, float *xt, size_t n);
 
 /* One reverse step from timestep t to prev_t (-1 = the end of the chain),
@@ -155,11 +156,42 @@ typedef ddpm_status (*ddpm_predict_fn)(void *ctx, const float *x_t, int t, float
  * the run then returns DDPM_CANCELLED and leaves its output untouched. */
 typedef int (*ddpm_progress_fn)(void *ctx, int step, int total);
 
+/* Which reverse process the loops run.  All three walk the same respaced
+ * timesteps (ddpm_timesteps for generate, the refine chain for refine), end
+ * at abar = 1 after timestep 0, and draw their noise from the same streams.
+ *   DDPM           Ho et al. 2020, Algorithm 2 (ddpm_p_sample), sigma_t^2 from
+ *                  `variance`; diffusers' DDPMScheduler.
+ *   DDIM           Song et al. 2021, eq. (12):
+ *                    x_prev = sqrt(abar_p) x^_0 + sqrt(1 - abar_p - sigma^2) eps + sigma z,
+ *                    sigma  = eta sqrt((1 - abar_p)/(1 - abar_t) (1 - abar_t/abar_p))  eq. (16);
+ *                  eta = 0 is deterministic, eta = 1 has DDPM's sigma^2 = beta~.
+ *                  diffusers' DDIMScheduler (set_alpha_to_one = True).
+ *   DPM_SOLVER_PP  Lu et al. 2022, DPM-Solver++(2M): a deterministic second-order
+ *                  multistep solver of the diffusion ODE in data-prediction form
+ *                  (first order on the first and the last step); diffusers'
+ *                  DPMSolverMultistepScheduler (midpoint, final sigma 0).
+ * x^_0 is clipped as the model's scheduler_config says, for all three. */
+typedef enum {
+    DDPM_SAMPLER_DDPM = 0,
+    DDPM_SAMPLER_DDIM,
+    DDPM_SAMPLER_DPM_SOLVER_PP
+} ddpm_sampler;
+
+/* "ddpm", "ddim", "dpm-solver++"; NULL for a value that is none of them
+ * (so a front end can list them: for (i = 0; ddpm_sampler_name(i); i++)). */
+const char *ddpm_sampler_name(ddpm_sampler s);
+/* The inverse of ddpm_sampler_name (exact, lower case); DDPM_ERR_ARGUMENT
+ * for any other text, *out unchanged. */
+ddpm_status ddpm_sampler_parse(const char *name, ddpm_sampler *out);
+
+/* A zero-initialised struct (plus steps, seed, ...) means the DDPM sampler. */
 typedef struct {
     int steps;               /* K <= T: length of the respaced chain          */
-    ddpm_variance variance;  /* sigma_t^2 = beta_t or beta~_t                 */
+    ddpm_variance variance;  /* DDPM only: sigma_t^2 = beta_t or beta~_t      */
     uint64_t seed;
     int t_start;             /* refine only: t0 in 1 .. T (paper's numbering) */
+    ddpm_sampler sampler;    /* DDPM (0), DDIM or DPM-Solver++                */
+    float eta;               /* DDIM only, 0 .. 1; ignored by the others      */
 } ddpm_sample_params;
 
 /* Generate: x_T ~ N(0, I) from DDPM_STREAM_START, then the respaced chain.
@@ -251,8 +283,35 @@ typedef struct {
     uint64_t seed;
     int tileable;            /* circular padding in every convolution   */
     int timestep;            /* refine: t0 in 1 .. T                     */
-    size_t memory_budget;    /* bytes; 0 = no limit                      */
+    size_t memory_budget;    /* bytes; 0 = ddpm_job_default_memory_budget(),
+                                SIZE_MAX = no limit                      */
+    ddpm_sampler sampler;    /* DDPM (0), DDIM or DPM-Solver++ (see above) */
+    float eta;               /* DDIM only: 0 .. 1                          */
 } ddpm_job_params;
+
+/* Memory.  Before it allocates anything a job estimates its peak (the U-Net
+ * plan, the sampler's images, the tile windows) and returns DDPM_ERR_MEMORY
+ * with the figures in `err` when that exceeds the budget.  The model's own
+ * weights are not counted.
+ *
+ * Large images are computed in tiles: an image wider or taller than 1024
+ * pixels (after rounding up to the stride) is cut into tiles of at most 1024
+ * pixels a side, and each step's eps is computed window by window, each
+ * window being a tile plus 64 pixels of context on every side (wrapped
+ * around for tileable images); each window's interior is kept.  Memory then
+ * grows with the pixel count only through the images: for the shipped model
+ * a 1.8 GiB plan plus 12 bytes a pixel per image, so a 4096 x 4096 refine
+ * needs about 3.0 GiB where one uncut plan would need 22.5 GiB.  The cut
+ * depends only on the image size and the model, never on the budget, the
+ * machine or the thread count, so the same settings give the same pixels
+ * everywhere.  GroupNorm statistics are then per window, so a tiled result
+ * differs slightly from an uncut one. */
+
+/* The default budget: half the physical memory (SIZE_MAX if unknown). */
+size_t ddpm_job_default_memory_budget(void);
+/* The bytes a job of this size would need (refine: nonzero for refine), as
+ * compared with the budget; 0 for an impossible size. */
+size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int refine);
 
 /* Generate a width x height RGB image (3 x height x width floats in [-1, 1]).
  * Sizes that are not multiples of the model's stride are computed at the next

@@ -6,14 +6,30 @@
  * run the sampler, crop.  Both front ends call these two functions and map
  * pixels with ddpm_to_u8 / ddpm_from_u8, which is why `ddpm generate` and the
  * plug-in give identical pixels for identical settings.
+ *
+ * Large images.  The U-Net's scratch grows with the pixel count (about
+ * 1.4 GiB at 1024 x 1024 for the shipped model, 22.5 GiB at 4096 x 4096), so
+ * an image wider or taller than JOB_TILE is not run in one piece: each step
+ * computes eps tile by tile, every tile seen through a window with JOB_HALO
+ * pixels of context around it, and keeps each window's interior.  The
+ * sampler is unchanged: it only sees a predict function over the whole
+ * image, and its noise is addressed by absolute pixel coordinates.
+ *
+ * The cut depends on the image size and the model only, never on the memory
+ * budget or the machine, so the same settings give the same pixels
+ * everywhere; the budget only decides whether the job runs.  GroupNorm then
+ * normalises each window with its own statistics, so a tiled result differs
+ * slightly from what one huge forward pass would give.
  */
 #include "ddpm.h"
+#include "job_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define JOB_CHANNELS 3  /* jobs work on RGB images */
 
@@ -48,26 +64,242 @@ static int round_up(int n, int m)
     return (n + m - 1) / m * m;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Tiles                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Cut one axis of S pixels: n = ceil(S / tile) tiles of equal size (rounded
+ * up to the stride), each with `halo` pixels of context on both sides. */
+static void axis_cut(int S, int tile, int halo, int stride, job_axis *a)
+{
+    if (S <= tile) {
+        a->count = 1;
+        a->interior = S;
+        a->halo = 0;
+        a->window = S;
+        return;
+    }
+    int n = (S + tile - 1) / tile;
+    a->interior = round_up((S + n - 1) / n, stride);
+    a->count = (S + a->interior - 1) / a->interior;
+    a->halo = halo;
+    a->window = a->interior + 2 * halo;
+    if (a->window >= S) {  /* the context would cover everything: one tile */
+        a->count = 1;
+        a->interior = S;
+        a->halo = 0;
+        a->window = S;
+    }
+}
+
+/* First pixel of tile i's window.  Circular: the interior minus the halo,
+ * possibly negative (indices wrap).  Otherwise the window is pushed back
+ * inside the image, so that at the image border it sees the same zero
+ * padding as an uncut run; it still contains the interior because the
+ * window is at least interior + 2 halo wide. */
+static int window_start(const job_axis *a, int S, int i, int circular)
+{
+    if (a->window == S)
+        return 0;
+    int start = i * a->interior - a->halo;
+    if (circular)
+        return start;
+    if (start > S - a->window)
+        start = S - a->window;
+    if (start < 0)
+        start = 0;
+    return start;
+}
+
+static int wrap(int v, int S)
+{
+    v %= S;
+    return v < 0 ? v + S : v;
+}
+
+int job_tiler_is_tiled(const job_tiler *tl)
+{
+    return tl->ay.count > 1 || tl->ax.count > 1;
+}
+
+ddpm_status job_tiler_init(job_tiler *tl, int C, int H, int W, int tile, int halo, int stride, int circular,
+                           ddpm_predict_fn inner, void *inner_ctx, char *err, size_t errlen)
+{
+    memset(tl, 0, sizeof *tl);
+    if (C < 1 || H < 1 || W < 1 || stride < 1 || tile < 1 || halo < 0 || H % stride || W % stride)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "tiles: bad geometry (%d x %d x %d, tile %d, halo %d, stride %d)",
+                    C, H, W, tile, halo, stride);
+    /* Multiples of the stride: every window then starts on the grid of the
+     * U-Net's downsamplers, as the same pixels do in the whole image. */
+    tile = round_up(tile, stride);
+    halo = round_up(halo, stride);
+    tl->C = C;
+    tl->H = H;
+    tl->W = W;
+    tl->circular = circular != 0;
+    tl->inner = inner;
+    tl->inner_ctx = inner_ctx;
+    axis_cut(H, tile, halo, stride, &tl->ay);
+    axis_cut(W, tile, halo, stride, &tl->ax);
+    if (!job_tiler_is_tiled(tl))
+        return DDPM_OK;
+    size_t n = (size_t)C * tl->ay.window * tl->ax.window;
+    tl->x_win = malloc(n * sizeof(float));
+    tl->eps_win = malloc(n * sizeof(float));
+    if (!tl->x_win || !tl->eps_win) {
+        job_tiler_free(tl);
+        return fail(err, errlen, DDPM_ERR_MEMORY, "tiles: cannot allocate two %dx%d windows", tl->ax.window,
+                    tl->ay.window);
+    }
+    return DDPM_OK;
+}
+
+void job_tiler_free(job_tiler *tl)
+{
+    free(tl->x_win);
+    free(tl->eps_win);
+    tl->x_win = tl->eps_win = NULL;
+}
+
+/* eps of the whole image, one window at a time:
+ *   x_win   = x_t[window]                (wrapped or clamped into the image)
+ *   eps_win = network(x_win, t)
+ *   eps[interior] = eps_win[interior]
+ * The tiles are visited in a fixed order and each is computed alone, so the
+ * result depends neither on the thread count nor on anything but x_t. */
+ddpm_status job_tiled_predict(void *tiler, const float *x_t, int t, float *eps, char *err, size_t errlen)
+{
+    job_tiler *tl = tiler;
+    if (!job_tiler_is_tiled(tl))
+        return tl->inner(tl->inner_ctx, x_t, t, eps, err, errlen);
+    const int C = tl->C, H = tl->H, W = tl->W;
+    const int wh = tl->ay.window, ww = tl->ax.window;
+    for (int ty = 0; ty < tl->ay.count; ty++) {
+        int y0 = ty * tl->ay.interior, y1 = y0 + tl->ay.interior < H ? y0 + tl->ay.interior : H;
+        int sy = window_start(&tl->ay, H, ty, tl->circular);
+        for (int tx = 0; tx < tl->ax.count; tx++) {
+            int x0 = tx * tl->ax.interior, x1 = x0 + tl->ax.interior < W ? x0 + tl->ax.interior : W;
+            int sx = window_start(&tl->ax, W, tx, tl->circular);
+
+            for (int c = 0; c < C; c++)
+                for (int wy = 0; wy < wh; wy++) {
+                    const float *src = x_t + ((size_t)c * H + wrap(sy + wy, H)) * W;
+                    float *dst = tl->x_win + ((size_t)c * wh + wy) * ww;
+                    for (int wx = 0; wx < ww; wx++)
+                        dst[wx] = src[wrap(sx + wx, W)];
+                }
+
+            char msg[256] = "";
+            ddpm_status s = tl->inner(tl->inner_ctx, tl->x_win, t, tl->eps_win, msg, sizeof msg);
+            if (s != DDPM_OK)
+                return fail(err, errlen, s, "tile %d,%d (pixels %d..%d x %d..%d): %s", ty, tx, x0, x1 - 1, y0,
+                            y1 - 1, msg);
+
+            /* The interior sits at (y - sy, x - sx) in its window: sy is at
+             * most y0 and the window reaches past y1 (both axes alike). */
+            for (int c = 0; c < C; c++)
+                for (int y = y0; y < y1; y++)
+                    memcpy(eps + ((size_t)c * H + y) * W + x0,
+                           tl->eps_win + ((size_t)c * wh + (y - sy)) * ww + (x0 - sx),
+                           (size_t)(x1 - x0) * sizeof(float));
+        }
+    }
+    return DDPM_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                    */
+/* ------------------------------------------------------------------------ */
+
+size_t ddpm_job_default_memory_budget(void)
+{
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) {
+        uint64_t half = (uint64_t)pages / 2 * (uint64_t)page;
+        return half > SIZE_MAX ? SIZE_MAX : (size_t)half;
+    }
+#endif
+    return SIZE_MAX;  /* unknown: no limit */
+}
+
+/* What a job allocates, in bytes (uint64 so that no size can overflow):
+ *   the plan for one window (ddpm_unet_plan_bytes_estimate),
+ *   two windows of C floats a pixel when the image is cut,
+ *   the images of the chain: the job's result x and the sampler's x_t,
+ *   eps, z (generate: 4 images); refine adds x_0, the sampler's x_known and
+ *   one plane for the mask (6 images and a plane); DDIM and DPM-Solver++
+ *   are allowed two more (the multistep solver keeps the previous x^_0). */
+static uint64_t job_bytes(const ddpm_model *m, int H, int W, int tile, int halo, int refine, ddpm_sampler sampler,
+                          uint64_t *plan_out)
+{
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    job_axis ay, ax;
+    axis_cut(H, round_up(tile, info.stride), round_up(halo, info.stride), info.stride, &ay);
+    axis_cut(W, round_up(tile, info.stride), round_up(halo, info.stride), info.stride, &ax);
+    uint64_t plan = ddpm_unet_plan_bytes_estimate(m, 1, ay.window, ax.window);
+    uint64_t plane = (uint64_t)H * (uint64_t)W * sizeof(float);
+    uint64_t image = JOB_CHANNELS * plane;
+    uint64_t windows = (ay.count > 1 || ax.count > 1) ? 2 * (uint64_t)JOB_CHANNELS * ay.window * ax.window * sizeof(float) : 0;
+    uint64_t images = refine ? 6 * image + plane : 4 * image;
+    if (sampler != DDPM_SAMPLER_DDPM)
+        images += 2 * image;
+    if (plan_out)
+        *plan_out = plan;
+    return plan + windows + images;
+}
+
+size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int refine)
+{
+    if (!m || !p || width < 1 || height < 1 || width > 65536 || height > 65536)
+        return 0;
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    uint64_t b = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), JOB_TILE, JOB_HALO,
+                           refine, p->sampler, NULL);
+    return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Jobs                                                                      */
+/* ------------------------------------------------------------------------ */
+
 /* Everything a job needs, made once before the chain starts. */
 typedef struct {
     ddpm_schedule schedule;
-    ddpm_unet_plan *plan;
-    int H, W;        /* padded to the stride */
-    float *x;        /* 3 x H x W working image */
+    ddpm_unet_plan *plan;   /* for one window (the whole image when not cut) */
+    job_tiler tiler;
+    int H, W;               /* padded to the stride */
+    float *x;               /* 3 x H x W working image */
 } job_state;
 
 static void job_free(job_state *j)
 {
     ddpm_schedule_free(&j->schedule);
     ddpm_unet_plan_free(j->plan);
+    job_tiler_free(&j->tiler);
     free(j->x);
     memset(j, 0, sizeof *j);
 }
 
-static ddpm_status job_prepare(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
-                               job_state *j, char *err, size_t errlen)
+/* The network over the whole image, as the sampler calls it. */
+static ddpm_predict_fn job_predict(job_state *j, void **ctx)
+{
+    if (job_tiler_is_tiled(&j->tiler)) {
+        *ctx = &j->tiler;
+        return job_tiled_predict;
+    }
+    *ctx = j->plan;
+    return ddpm_unet_predict;
+}
+
+static ddpm_status job_prepare(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                               int height, int refine, job_state *j, char *err, size_t errlen)
 {
     memset(j, 0, sizeof *j);
+    if (!m || !p)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing model or parameters");
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     if (info.in_channels != JOB_CHANNELS || info.out_channels != JOB_CHANNELS)
@@ -79,32 +311,36 @@ static ddpm_status job_prepare(const ddpm_model *m, const ddpm_job_params *p, in
     int T = info.scheduler->num_train_timesteps;
     if (p->steps < 1 || p->steps > T)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "steps must be between 1 and %d (got %d)", T, p->steps);
+    if (refine && (p->timestep < 1 || p->timestep > T))
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "timestep must be between 1 and %d (got %d)", T, p->timestep);
 
     j->H = round_up(height, info.stride);
     j->W = round_up(width, info.stride);
 
-    /* The plan's activations dominate; the sampler keeps a few image-sized buffers. */
-    size_t image_bytes = (size_t)JOB_CHANNELS * j->H * j->W * sizeof(float);
-    size_t need = ddpm_unet_plan_bytes_estimate(m, 1, j->H, j->W) + 8 * image_bytes;
-    if (p->memory_budget && need > p->memory_budget)
+    /* Refuse before allocating anything: the plan alone can be gigabytes. */
+    size_t budget = p->memory_budget ? p->memory_budget : ddpm_job_default_memory_budget();
+    uint64_t plan = 0, need = job_bytes(m, j->H, j->W, tile, halo, refine, p->sampler, &plan);
+    if (need > budget)
         return fail(err, errlen, DDPM_ERR_MEMORY,
-                    "a %dx%d image needs about %zu MiB, over the memory budget of %zu MiB",
-                    width, height, need >> 20, p->memory_budget >> 20);
+                    "a %dx%d image needs about %llu MiB (%llu MiB of U-Net scratch), over the memory budget of "
+                    "%zu MiB", width, height, (unsigned long long)(need >> 20), (unsigned long long)(plan >> 20),
+                    budget >> 20);
 
     ddpm_status s = ddpm_schedule_init(&j->schedule, info.scheduler, err, errlen);
+    if (s == DDPM_OK)
+        s = job_tiler_init(&j->tiler, JOB_CHANNELS, j->H, j->W, tile, halo, info.stride, p->tileable,
+                           ddpm_unet_predict, NULL, err, errlen);
+    if (s == DDPM_OK)
+        s = ddpm_unet_plan_create(m, 1, j->tiler.ay.window, j->tiler.ax.window, p->tileable, &j->plan, err, errlen);
+    if (s == DDPM_OK) {
+        j->tiler.inner_ctx = j->plan;
+        j->x = malloc((size_t)JOB_CHANNELS * j->H * j->W * sizeof(float));
+        if (!j->x)
+            s = fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", j->W, j->H);
+    }
     if (s != DDPM_OK)
-        return s;
-    s = ddpm_unet_plan_create(m, 1, j->H, j->W, p->tileable, &j->plan, err, errlen);
-    if (s != DDPM_OK) {
         job_free(j);
-        return s;
-    }
-    j->x = malloc(image_bytes);
-    if (!j->x) {
-        job_free(j);
-        return fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", j->W, j->H);
-    }
-    return DDPM_OK;
+    return s;
 }
 
 static void crop(const float *src, int H, int W, float *dst, int height, int width)
@@ -117,29 +353,34 @@ static void crop(const float *src, int H, int W, float *dst, int height, int wid
 
 /* Pad width x height to W x H: wrap around for tileable images (the padded
  * image is then a piece of the same infinite tiling), else repeat the edge. */
-static void pad(const float *src, int height, int width, float *dst, int H, int W, int wrap)
+static void pad(const float *src, int height, int width, float *dst, int H, int W, int wrap_around)
 {
     for (int c = 0; c < JOB_CHANNELS; c++)
         for (int y = 0; y < H; y++) {
-            int sy = y < height ? y : (wrap ? y % height : height - 1);
+            int sy = y < height ? y : (wrap_around ? y % height : height - 1);
             for (int x = 0; x < W; x++) {
-                int sx = x < width ? x : (wrap ? x % width : width - 1);
+                int sx = x < width ? x : (wrap_around ? x % width : width - 1);
                 dst[((size_t)c * H + y) * W + x] = src[((size_t)c * height + sy) * width + sx];
             }
         }
 }
 
-ddpm_status ddpm_job_generate(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
-                              ddpm_progress_fn progress, void *progress_ctx,
-                              float *out, char *err, size_t errlen)
+ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                               int height, ddpm_progress_fn progress, void *progress_ctx, float *out, char *err,
+                               size_t errlen)
 {
+    if (!out)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing output");
     job_state j;
-    ddpm_status s = job_prepare(m, p, width, height, &j, err, errlen);
+    ddpm_status s = job_prepare(m, p, tile, halo, width, height, 0, &j, err, errlen);
     if (s != DDPM_OK)
         return s;
     ddpm_sample_params sp = { .steps = p->steps, .variance = p->variance, .seed = p->seed,
-                              .t_start = j.schedule.T };
-    s = ddpm_sample_generate(&j.schedule, ddpm_unet_predict, j.plan, JOB_CHANNELS, j.H, j.W, &sp,
+                              .t_start = j.schedule.T, .sampler = p->sampler, .eta = p->eta };
+    sp.sampler = p->sampler, sp.eta = p->eta;
+    void *ctx;
+    ddpm_predict_fn predict = job_predict(&j, &ctx);
+    s = ddpm_sample_generate(&j.schedule, predict, ctx, JOB_CHANNELS, j.H, j.W, &sp,
                              progress, progress_ctx, j.x, err, errlen);
     if (s == DDPM_OK)
         crop(j.x, j.H, j.W, out, height, width);
@@ -147,20 +388,16 @@ ddpm_status ddpm_job_generate(const ddpm_model *m, const ddpm_job_params *p, int
     return s;
 }
 
-ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
-                            const float *in, const float *mask,
-                            ddpm_progress_fn progress, void *progress_ctx,
-                            float *out, char *err, size_t errlen)
+ddpm_status job_refine_tiled(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                             int height, const float *in, const float *mask, ddpm_progress_fn progress,
+                             void *progress_ctx, float *out, char *err, size_t errlen)
 {
+    if (!in || !out)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing input or output image");
     job_state j;
-    ddpm_status s = job_prepare(m, p, width, height, &j, err, errlen);
+    ddpm_status s = job_prepare(m, p, tile, halo, width, height, 1, &j, err, errlen);
     if (s != DDPM_OK)
         return s;
-    if (p->timestep < 1 || p->timestep > j.schedule.T) {
-        int T = j.schedule.T;
-        job_free(&j);
-        return fail(err, errlen, DDPM_ERR_ARGUMENT, "timestep must be between 1 and %d (got %d)", T, p->timestep);
-    }
 
     size_t plane = (size_t)j.H * j.W;
     float *x0 = malloc(JOB_CHANNELS * plane * sizeof(float));
@@ -178,8 +415,11 @@ ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int w
             m_pad[(size_t)y * j.W + x] = (y < height && x < width) ? (mask ? mask[(size_t)y * width + x] : 1.0f) : 0.0f;
 
     ddpm_sample_params sp = { .steps = p->steps, .variance = p->variance, .seed = p->seed,
-                              .t_start = p->timestep };
-    s = ddpm_sample_refine(&j.schedule, ddpm_unet_predict, j.plan, JOB_CHANNELS, j.H, j.W, x0, m_pad, &sp,
+                              .t_start = p->timestep, .sampler = p->sampler, .eta = p->eta };
+    sp.sampler = p->sampler, sp.eta = p->eta;
+    void *ctx;
+    ddpm_predict_fn predict = job_predict(&j, &ctx);
+    s = ddpm_sample_refine(&j.schedule, predict, ctx, JOB_CHANNELS, j.H, j.W, x0, m_pad, &sp,
                            progress, progress_ctx, j.x, err, errlen);
     if (s == DDPM_OK)
         crop(j.x, j.H, j.W, out, height, width);
@@ -187,4 +427,20 @@ ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int w
     free(m_pad);
     job_free(&j);
     return s;
+}
+
+ddpm_status ddpm_job_generate(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
+                              ddpm_progress_fn progress, void *progress_ctx,
+                              float *out, char *err, size_t errlen)
+{
+    return job_generate_tiled(m, p, JOB_TILE, JOB_HALO, width, height, progress, progress_ctx, out, err, errlen);
+}
+
+ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
+                            const float *in, const float *mask,
+                            ddpm_progress_fn progress, void *progress_ctx,
+                            float *out, char *err, size_t errlen)
+{
+    return job_refine_tiled(m, p, JOB_TILE, JOB_HALO, width, height, in, mask, progress, progress_ctx, out, err,
+                            errlen);
 }

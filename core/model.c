@@ -11,6 +11,7 @@
  * unmapped.
  */
 #include "model_internal.h"
+#include "ops.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -307,14 +308,16 @@ typedef struct {
     int ndim;
     int64_t shape[4];
     int allow_1x1;            /* attention linear weight stored [C,C,1,1] */
+    int winograd;             /* a 3x3 weight kept as Winograd's U        */
     const float **slot;       /* where the model keeps its pointer        */
-    size_t offset, numel;     /* in the arena                             */
+    size_t offset, numel;     /* in the arena (U: in the Winograd arena)  */
 } expected_tensor;
 
 typedef struct {
     expected_tensor *v;
     int n, cap;
-    size_t floats;
+    size_t floats;            /* main arena                               */
+    size_t wino_floats;       /* Winograd arena: 16 cout cin per conv     */
     const unet_config *cfg;
     ddpm_status status;       /* first error while building               */
     char *err;
@@ -351,14 +354,28 @@ static void table_add(tensor_table *t, const char *name, const char *legacy, int
     t->floats += e->numel;
 }
 
-static void add_conv(tensor_table *t, const char *prefix, conv2d_w *c, int cin, int cout, int k)
+/* stride1: a 3x3 stride-1 convolution, which may run as Winograd. */
+static void add_conv(tensor_table *t, const char *prefix, conv2d_w *c, int cin, int cout, int k, int stride1)
 {
     char name[128];
     c->cin = cin;
     c->cout = cout;
     c->k = k;
     snprintf(name, sizeof name, "%s.weight", prefix);
-    table_add(t, name, NULL, 4, (int64_t[]){cout, cin, k, k}, &c->w);
+    if (k == 3 && stride1 && conv3x3_uses_winograd(cin, cout)) {
+        /* kept only as U: the main arena gets nothing */
+        size_t floats = t->floats;
+        table_add(t, name, NULL, 4, (int64_t[]){cout, cin, k, k}, &c->u);
+        if (t->status == DDPM_OK) {
+            expected_tensor *e = &t->v[t->n - 1];
+            t->floats = floats;
+            e->winograd = 1;
+            e->offset = t->wino_floats;
+            t->wino_floats += (size_t)16 * cout * cin;
+        }
+    } else {
+        table_add(t, name, NULL, 4, (int64_t[]){cout, cin, k, k}, &c->w);
+    }
     snprintf(name, sizeof name, "%s.bias", prefix);
     table_add(t, name, NULL, 1, (int64_t[]){cout}, &c->b);
 }
@@ -398,17 +415,17 @@ static void add_resnet(tensor_table *t, const char *prefix, resnet_w *r, int cin
     snprintf(name, sizeof name, "%s.norm1", prefix);
     add_norm(t, name, &r->norm1, cin);
     snprintf(name, sizeof name, "%s.conv1", prefix);
-    add_conv(t, name, &r->conv1, cin, cout, 3);
+    add_conv(t, name, &r->conv1, cin, cout, 3, 1);
     snprintf(name, sizeof name, "%s.time_emb_proj", prefix);
     add_linear(t, name, &r->time_emb_proj, t->cfg->time_embed_dim, cout);
     snprintf(name, sizeof name, "%s.norm2", prefix);
     add_norm(t, name, &r->norm2, cout);
     snprintf(name, sizeof name, "%s.conv2", prefix);
-    add_conv(t, name, &r->conv2, cout, cout, 3);
+    add_conv(t, name, &r->conv2, cout, cout, 3, 1);
     r->has_shortcut = cin != cout;
     if (r->has_shortcut) {
         snprintf(name, sizeof name, "%s.conv_shortcut", prefix);
-        add_conv(t, name, &r->conv_shortcut, cin, cout, 1);
+        add_conv(t, name, &r->conv_shortcut, cin, cout, 1, 1);
     }
 }
 
@@ -462,7 +479,7 @@ static ddpm_status build_table(ddpm_model *m, tensor_table *t)
     int n = c->levels, L = c->layers_per_block, T = c->time_embed_dim;
     char name[96];
 
-    add_conv(t, "conv_in", &m->conv_in, c->in_channels, C[0], 3);
+    add_conv(t, "conv_in", &m->conv_in, c->in_channels, C[0], 3, 1);
     add_linear(t, "time_embedding.linear_1", &m->time_linear_1, C[0], T);
     add_linear(t, "time_embedding.linear_2", &m->time_linear_2, T, T);
 
@@ -487,7 +504,7 @@ static ddpm_status build_table(ddpm_model *m, tensor_table *t)
         b->has_resample = i != n - 1;
         if (b->has_resample) {
             snprintf(name, sizeof name, "down_blocks.%d.downsamplers.0.conv", i);
-            add_conv(t, name, &b->resample, out_ch, out_ch, 3);
+            add_conv(t, name, &b->resample, out_ch, out_ch, 3, 0);
         }
     }
 
@@ -521,12 +538,12 @@ static ddpm_status build_table(ddpm_model *m, tensor_table *t)
         b->has_resample = i != n - 1;
         if (b->has_resample) {
             snprintf(name, sizeof name, "up_blocks.%d.upsamplers.0.conv", i);
-            add_conv(t, name, &b->resample, out_ch, out_ch, 3);
+            add_conv(t, name, &b->resample, out_ch, out_ch, 3, 1);
         }
     }
 
     add_norm(t, "conv_norm_out", &m->conv_norm_out, C[0]);
-    add_conv(t, "conv_out", &m->conv_out, C[0], c->out_channels, 3);
+    add_conv(t, "conv_out", &m->conv_out, C[0], c->out_channels, 3, 1);
     return t->status;
 }
 
@@ -643,25 +660,41 @@ static ddpm_status match_tensors(ddpm_model *m, tensor_table *tab, const st_file
     return DDPM_OK;
 }
 
-/* Pass 2: convert every tensor once to float32 into the arena. */
+/* Pass 2: convert every tensor once to float32 into the arena, Winograd
+ * convolutions through a temporary straight into their U. */
 static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file *f, char *err, size_t errlen)
 {
     const st_tensor **found = calloc((size_t)(tab->n ? tab->n : 1), sizeof *found);
     if (!found)
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
     ddpm_status s = match_tensors(m, tab, f, found, err, errlen);
+    size_t tmp_floats = 1;           /* a weight tensor, then 16 cin for the transform */
+    for (int i = 0; i < tab->n; i++)
+        if (tab->v[i].winograd && tab->v[i].numel + 16 * (size_t)tab->v[i].shape[1] > tmp_floats)
+            tmp_floats = tab->v[i].numel + 16 * (size_t)tab->v[i].shape[1];
+    float *tmp = NULL;
     if (s == DDPM_OK) {
         m->arena_floats = tab->floats;
+        m->wino_floats = tab->wino_floats;
         m->arena = malloc((tab->floats ? tab->floats : 1) * sizeof(float));
-        if (!m->arena)
-            s = fail(err, errlen, DDPM_ERR_MEMORY, "out of memory for %zu weights", tab->floats);
+        m->wino_arena = malloc((tab->wino_floats ? tab->wino_floats : 1) * sizeof(float));
+        tmp = malloc(tmp_floats * sizeof *tmp);
+        if (!m->arena || !m->wino_arena || !tmp)
+            s = fail(err, errlen, DDPM_ERR_MEMORY, "out of memory for %zu weights", tab->floats + tab->wino_floats);
     }
     for (int i = 0; s == DDPM_OK && i < tab->n; i++) {
         expected_tensor *e = &tab->v[i];
+        if (e->winograd) {
+            s = st_read_f32(f, found[i], tmp, err, errlen);
+            winograd_weights(tmp, (int)e->shape[0], (int)e->shape[1], m->wino_arena + e->offset, tmp + e->numel);
+            *e->slot = m->wino_arena + e->offset;
+            continue;
+        }
         s = st_read_f32(f, found[i], m->arena + e->offset, err, errlen);
         if (e->slot)
             *e->slot = m->arena + e->offset;
     }
+    free(tmp);
     free(found);
     return s;
 }
@@ -669,6 +702,53 @@ static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file 
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
+
+/* Every 3x3 convolution of the model, for the one-time weight repacking. */
+static int list_convs(ddpm_model *m, conv2d_w **out)
+{
+    int n = 0;
+    out[n++] = &m->conv_in;
+    for (int i = 0; i < m->cfg.levels; i++)
+        for (int pass = 0; pass < 2; pass++) {
+            block_w *b = pass ? &m->up[i] : &m->down[i];
+            for (int j = 0; j < b->nresnets; j++) {
+                out[n++] = &b->resnets[j].conv1;
+                out[n++] = &b->resnets[j].conv2;
+            }
+            if (b->has_resample)
+                out[n++] = &b->resample;
+        }
+    for (int i = 0; i < 2; i++) {
+        out[n++] = &m->mid_resnets[i].conv1;
+        out[n++] = &m->mid_resnets[i].conv2;
+    }
+    out[n++] = &m->conv_out;
+    return n;
+}
+
+/* PyTorch's [cout][cin][3][3] -> [cout][3][3][cin] for the 3x3
+ * convolutions not kept as Winograd U (see ops.h). */
+static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
+{
+    int most = 1 + UNET_MAX_LEVELS * 2 * (2 * 65 + 1) + 4 + 1;
+    conv2d_w **convs = malloc((size_t)most * sizeof *convs);
+    if (!convs)
+        return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
+    int n = list_convs(m, convs), maxcin = 1;
+    for (int i = 0; i < n; i++)
+        maxcin = convs[i]->cin > maxcin ? convs[i]->cin : maxcin;
+    float *tmp = malloc((size_t)9 * maxcin * sizeof *tmp);
+    if (!tmp) {
+        free(convs);
+        return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < n; i++)
+        if (!convs[i]->u)
+            conv3x3_repack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);
+    free(tmp);
+    free(convs);
+    return DDPM_OK;
+}
 
 static ddpm_status read_text(const char *path, char **text, size_t *len, char *err, size_t errlen)
 {
@@ -766,6 +846,8 @@ ddpm_status ddpm_model_load(const char *dir, ddpm_model **out, char *err, size_t
     }
     st_close(&f);
     free(tab.v);
+    if (s == DDPM_OK)
+        s = repack_convs(m, err, errlen);
     if (s != DDPM_OK) {
         ddpm_model_free(m);
         return s;
@@ -785,6 +867,7 @@ void ddpm_model_free(ddpm_model *m)
         free(m->up[i].attentions);
     }
     free(m->arena);
+    free(m->wino_arena);
     free(m);
 }
 
@@ -866,7 +949,7 @@ void ddpm_model_describe(const ddpm_model *m, char *buf, size_t len)
            c->center_input_sample ? ", center_input_sample" : "");
     append(buf, len, &o, "  %lld parameters in %d tensors (%s in the file, float32 in memory: %.1f MB)\n",
            m->parameters, m->tensor_count, m->weights_dtype[0] ? m->weights_dtype : "none",
-           (double)m->arena_floats * 4.0 / 1e6);
+           (double)(m->arena_floats + m->wino_floats) * 4.0 / 1e6);
     static const char *const schedules[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
     static const char *const variances[] = {"fixed_large", "fixed_small"};
     static const char *const predictions[] = {"epsilon", "sample", "v_prediction"};

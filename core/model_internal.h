@@ -14,8 +14,11 @@
 
 #define UNET_MAX_LEVELS 8          /* stride up to 2^7 = 128                  */
 
+/* A convolution.  3x3 weights are prepared at load (ops.h): either
+ * Winograd-transformed into u, or repacked in place in w. */
 typedef struct {
     const float *w, *b;
+    const float *u;
     int cin, cout, k;
 } conv2d_w;
 
@@ -81,8 +84,10 @@ struct ddpm_model {
     unet_config cfg;
     ddpm_scheduler_config scheduler;
 
-    float *arena;                  /* all weights, float32                    */
+    float *arena;                  /* all weights, float32 ...                */
     size_t arena_floats;
+    float *wino_arena;             /* ... but Winograd convolutions' U        */
+    size_t wino_floats;
     long long parameters;
     int tensor_count;
     char weights_dtype[16];        /* dtype(s) the file stored, for describe  */

@@ -12,9 +12,10 @@
  *
  * Padded planes: a 3x3 convolution reads its input from a "padded" buffer
  * of C planes of (H + 2) x (W + 2) whose one-pixel border holds the padding
- * (zeros, or the opposite edge for circular padding).  Producers (group norm,
- * upsampling, input copy) write the interior directly and pad_borders fills
- * the border, so no separate padding pass is ever made.
+ * (zeros, or the opposite edge for circular padding), plus a zero slack row
+ * (column) when H (W) is odd, for Winograd's 2x2 tiles.  Producers (group
+ * norm, upsampling, input copy) write the interior directly and pad_borders
+ * fills the border, so no separate padding pass is ever made.
  */
 #ifndef DDPM_OPS_H
 #define DDPM_OPS_H
@@ -23,15 +24,21 @@
 
 #include "model_internal.h"
 
-/* 3x3 convolution weights are repacked at load from PyTorch's
- * [cout][cin][3][3] to [cout][3][3][cin]: row o is then the 9 taps' cin-long
- * rows, which both convolution schemes below read directly.  tmp: 9 cin
- * floats. */
+/* 3x3 stride-1 convolution weights are prepared once, at load:
+ *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, 16 matrices
+ *     [16][cout][cin], into conv2d_w.u (conv2d_w.w is then unused);
+ *   - the others: repacked from PyTorch's [cout][cin][3][3] to
+ *     [cout][3][3][cin] in place (tmp: 9 cin floats), which the shifted-GEMM
+ *     and im2col schemes read directly.  Stride-2 convolutions are repacked
+ *     too. */
+int conv3x3_uses_winograd(int cin, int cout);
+void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp);   /* tmp: 16 cin floats */
 void conv3x3_repack(float *w, int cout, int cin, float *tmp);
 
-/* Where a plane's interior lives inside a padded buffer. */
-size_t padded_plane(int H, int W);                         /* (H+2)(W+2)        */
-float *padded_interior(float *xp, int W);                  /* &pixel (0, 0)     */
+/* Layout of a padded buffer: row stride, plane size, pixel (0, 0). */
+int padded_stride(int W);
+size_t padded_plane(int H, int W);
+float *padded_interior(float *xp, int W);
 void pad_borders(float *xp, int C, int H, int W, int circular, int threads);
 
 /* Copy C compact planes into a padded buffer's interior, optionally mapped
@@ -39,10 +46,12 @@ void pad_borders(float *xp, int C, int H, int W, int circular, int threads);
 void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads);
 void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads);
 
-/* y += conv3x3(x) with stride 1 (no bias), x in a padded buffer, y compact
- * cout x H x W. */
+/* 3x3 convolution with stride 1, x in a padded buffer, y compact cout x H x
+ * W:  accumulate: y += conv(x) (no bias);  else y = conv(x) + bias + extra
+ * (extra: per output channel, may be NULL). */
 size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads);
-void conv3x3_accumulate(const conv2d_w *c, const float *xp, int H, int W, float *y, float *scratch, int threads);
+void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
+             float *scratch, int threads);
 
 /* Downsample2D's 3x3 stride-2 convolution, y += conv(x), x compact H x W.
  * Padding top/left `pad_lt`, bottom/right 1 (downsample_padding 1: 1, 1;
@@ -76,5 +85,10 @@ void linear(const linear_w *l, const float *x, float *y);
 
 /* v / (1 + exp(-v)) in place. */
 void silu_inplace(float *v, size_t n);
+
+/* Tests only: shrink every block size so that small layers take the
+ * multi-strip, multi-block paths too (the numbers must not change beyond
+ * rounding).  Not thread-safe; call before making plans. */
+void ops_use_tiny_blocks(int on);
 
 #endif

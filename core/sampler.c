@@ -1,7 +1,9 @@
 /* sampler.c: the forward process q_sample (eq. 4), the reverse step p_sample
  * (Algorithm 2, as diffusers' DDPMScheduler.step computes it), the respaced
  * timestep chains, and the two sampling loops: generate (from pure noise)
- * and refine (from a noised input, optionally under a mask).
+ * and refine (from a noised input, optionally under a mask).  The loops run
+ * DDPM's p_sample or one of the few-step samplers of solvers.c (DDIM,
+ * DPM-Solver++) on the same chain, with the same noise streams.
  *
  * The arithmetic of p_sample and q_sample is diffusers' in float32, one
  * operation at a time and in the same order (spec 5.5, 5.6); the project is
@@ -229,6 +231,10 @@ static ddpm_status check_run(const ddpm_schedule *s, ddpm_predict_fn predict, in
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: steps = %d is not in 1..%d", p->steps, s->T);
     if (p->variance != DDPM_VARIANCE_BETA && p->variance != DDPM_VARIANCE_POSTERIOR)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: unknown variance %d", (int)p->variance);
+    if (ddpm_sampler_name(p->sampler) == NULL)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: unknown sampler %d", (int)p->sampler);
+    if (p->sampler == DDPM_SAMPLER_DDIM && !(p->eta >= 0.0f && p->eta <= 1.0f))
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: DDIM eta = %g is not in [0, 1]", (double)p->eta);
     return DDPM_OK;
 }
 
@@ -265,6 +271,34 @@ static ddpm_status predict_eps(ddpm_predict_fn predict, void *ctx, const float *
     return DDPM_OK;
 }
 
+/* One reverse step t -> prev_t of the chosen sampler, in place on x_t; eps
+ * holds the model's output at (x_t, t).  `work` is the sampler's one extra
+ * image: for DDPM and DDIM (eta > 0) the step's noise z, drawn from the
+ * step's own stream; for DPM-Solver++ the x^_0 of the previous step (at
+ * t_last, -1 on the first step), which this step replaces with its own.
+ * No step allocates. */
+static void reverse_step(const ddpm_schedule *s, const ddpm_sample_params *p, int C, int H, int W, int t_last,
+                         int t, int prev_t, float *x_t, float *eps, float *work, size_t n)
+{
+    switch (p->sampler) {
+    case DDPM_SAMPLER_DDIM:
+        if (prev_t >= 0 && p->eta > 0.0f)
+            ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, work);
+        ddpm_ddim_step(s, t, prev_t, p->eta, x_t, eps, work, x_t, n);
+        break;
+    case DDPM_SAMPLER_DPM_SOLVER_PP:
+        ddpm_dpm_solver_x0(s, t, x_t, eps, eps, n); /* eps now holds x^_0 at t */
+        ddpm_dpm_solver_step(s, t_last, t, prev_t, x_t, eps, t_last >= 0 ? work : NULL, x_t, n);
+        memcpy(work, eps, n * sizeof(float));
+        break;
+    default: /* DDPM_SAMPLER_DDPM: Algorithm 2 */
+        if (prev_t >= 0)
+            ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, work);
+        ddpm_p_sample(s, t, prev_t, p->variance, x_t, eps, work, x_t, n);
+        break;
+    }
+}
+
 ddpm_status ddpm_sample_generate(const ddpm_schedule *s, ddpm_predict_fn predict, void *predict_ctx,
                                  int C, int H, int W, const ddpm_sample_params *p,
                                  ddpm_progress_fn progress, void *progress_ctx,
@@ -293,21 +327,20 @@ ddpm_status ddpm_sample_generate(const ddpm_schedule *s, ddpm_predict_fn predict
         free(ts);
         return st;
     }
-    float *x_t = bufs[0], *eps = bufs[1], *z = bufs[2];
+    float *x_t = bufs[0], *eps = bufs[1], *work = bufs[2];
 
     /* x_T ~ N(0, I) */
     ddpm_noise_fill(p->seed, DDPM_STREAM_START, C, H, W, 0, 0, x_t);
 
-    /* Algorithm 2: for each step, eps = model(x_t, t), then
-     * x_prev = mu(x_t, eps) + sigma z with z from the step's own stream. */
+    /* Algorithm 2 and its few-step variants: for each step, eps =
+     * model(x_t, t), then x_prev from x_t and eps (reverse_step). */
     for (int i = 0; i < K; i++) {
         int t = ts[i];
         int prev_t = i + 1 < K ? ts[i + 1] : -1;
+        int t_last = i > 0 ? ts[i - 1] : -1;
         if ((st = predict_eps(predict, predict_ctx, x_t, t, eps, n, i + 1, K, err, errlen)) != DDPM_OK)
             goto done;
-        if (prev_t >= 0)
-            ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
-        ddpm_p_sample(s, t, prev_t, p->variance, x_t, eps, z, x_t, n);
+        reverse_step(s, p, C, H, W, t_last, t, prev_t, x_t, eps, work, n);
         if (progress != NULL && progress(progress_ctx, i + 1, K) != 0) {
             st = fail(err, errlen, DDPM_CANCELLED, "sampler: cancelled after step %d of %d", i + 1, K);
             goto done;
@@ -389,7 +422,7 @@ ddpm_status ddpm_sample_refine(const ddpm_schedule *s, ddpm_predict_fn predict, 
         free(ts);
         return st;
     }
-    float *x_t = bufs[0], *eps = bufs[1], *z = bufs[2], *x_known = bufs[3];
+    float *x_t = bufs[0], *eps = bufs[1], *work = bufs[2], *x_known = bufs[3];
     size_t pixels = (size_t)H * (size_t)W;
 
     /* x_{t0} = q_sample(x_0, t0), eq. (4), with eps from the start stream. */
@@ -399,20 +432,21 @@ ddpm_status ddpm_sample_refine(const ddpm_schedule *s, ddpm_predict_fn predict, 
     for (int i = 0; i < K; i++) {
         int t = ts[i];
         int prev_t = i + 1 < K ? ts[i + 1] : -1;
+        int t_last = i > 0 ? ts[i - 1] : -1;
         if ((st = predict_eps(predict, predict_ctx, x_t, t, eps, n, i + 1, K, err, errlen)) != DDPM_OK)
             goto done;
-        if (prev_t >= 0)
-            ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
-        ddpm_p_sample(s, t, prev_t, p->variance, x_t, eps, z, x_t, n);
+        reverse_step(s, p, C, H, W, t_last, t, prev_t, x_t, eps, work, n);
 
         /* Outside the mask, the state is the input noised to the new
          * timestep with fresh noise (q_sample, eq. 4), and x_0 itself after
          * the last step; the refined region then sees consistent
-         * surroundings at every noise level. */
+         * surroundings at every noise level.  (The noise is drawn into
+         * x_known and q_sample works in place: `work` may hold DPM-Solver++'s
+         * history.) */
         if (mask != NULL) {
             if (prev_t >= 0) {
-                ddpm_noise_fill(p->seed, DDPM_STREAM_KNOWN(prev_t), C, H, W, 0, 0, z);
-                ddpm_q_sample(s, prev_t, x0, z, x_known, n);
+                ddpm_noise_fill(p->seed, DDPM_STREAM_KNOWN(prev_t), C, H, W, 0, 0, x_known);
+                ddpm_q_sample(s, prev_t, x0, x_known, x_known, n);
             } else {
                 memcpy(x_known, x0, n * sizeof(float));
             }

@@ -1,6 +1,6 @@
 /* sampler_internal.h: internals of the diffusion math (schedule.c, noise.c,
- * sampler.c) that the core tests need to reach; not part of the public API
- * and not installed.  Everything else goes through ddpm.h. */
+ * sampler.c, solvers.c) that the core tests need to reach; not part of the
+ * public API and not installed.  Everything else goes through ddpm.h. */
 #ifndef DDPM_SAMPLER_INTERNAL_H
 #define DDPM_SAMPLER_INTERNAL_H
 
@@ -21,5 +21,30 @@ ddpm_status ddpm_schedule_init_from_betas(ddpm_schedule *s, const ddpm_scheduler
  * down to 0, evenly spaced and rounded (see the comment in sampler.c).
  * Returns the number written, or -1 if K < 1 or t_start < 0. */
 int ddpm_refine_timesteps(int t_start, int K, int *out);
+
+/* The few-step samplers' single steps (solvers.c).  Like ddpm_p_sample they
+ * take every per-step quantity from abar at t and prev_t (-1 = the end of
+ * the chain, abar = 1), check their arguments and do nothing on bad ones,
+ * and allow x_prev to alias x_t.  The loops in sampler.c call them; the
+ * tests compare them with diffusers' arithmetic. */
+
+/* DDIM (Song et al. 2021, eqs. 12, 16), diffusers' DDIMScheduler.step:
+ * model_output is eps (or x_0 / v per prediction_type), z the noise (read
+ * only when eta > 0 and prev_t >= 0). */
+void ddpm_ddim_step(const ddpm_schedule *s, int t, int prev_t, float eta, const float *x_t,
+                    const float *model_output, const float *z, float *x_prev, size_t n);
+
+/* DPM-Solver++'s data prediction at t (diffusers' convert_model_output):
+ * x^_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) (or x_0 / v per
+ * prediction_type), clipped as configured.  x0 may alias model_output. */
+void ddpm_dpm_solver_x0(const ddpm_schedule *s, int t, const float *x_t, const float *model_output, float *x0,
+                        size_t n);
+
+/* One DPM-Solver++(2M) step t -> prev_t from x_t, x0 = x^_0 at t and, for
+ * the second-order update, x0_last = x^_0 at t_last, the chain's previous
+ * timestep (t_last > t).  t_last = -1 or x0_last = NULL: first order (DDIM
+ * with eta = 0).  prev_t = -1: x_prev = x0 (the update's limit at sigma = 0). */
+void ddpm_dpm_solver_step(const ddpm_schedule *s, int t_last, int t, int prev_t, const float *x_t,
+                          const float *x0, const float *x0_last, float *x_prev, size_t n);
 
 #endif /* DDPM_SAMPLER_INTERNAL_H */

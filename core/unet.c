@@ -15,6 +15,7 @@
 #include "model_internal.h"
 #include "ops.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,6 +53,8 @@ typedef struct {
 struct ddpm_unet_plan {
     const ddpm_model *m;
     int N, H, W, circular;
+    int threads;                                   /* team the scratch is for */
+    int team;                                      /* team of this forward   */
     size_t bytes;
     void *block;
     int nskips;
@@ -71,70 +74,55 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
     return a > b ? a : b;
 }
 
-static conv_geom geom_same(int H, int W, int circular)
-{
-    conv_geom g = {H, W, 0, 1, 1, 1, 1, 1, circular};
-    return g;
-}
-
-/* Downsample2D: padding 1 on every side, or (downsample_padding 0) the
- * asymmetric right/bottom pad of TF's 'SAME' (spec 3.5); stride 2. */
-static conv_geom geom_down(const unet_config *c, int H, int W, int circular)
-{
-    int p = c->downsample_padding;
-    conv_geom g = {H, W, 0, 2, p, 1, p, 1, circular};
-    return g;
-}
-
-/* Upsample2D: nearest x2, then a 3x3 conv with padding 1 (spec 3.6). */
-static conv_geom geom_up(int H, int W, int circular)
-{
-    conv_geom g = {H, W, 1, 1, 1, 1, 1, 1, circular};
-    return g;
-}
-
-/* Scratch of one resnet: normalized input, conv1 output, column strip. */
-static uint64_t resnet_work(const resnet_w *r, int H, int W)
+/* Scratch of one resnet: its padded conv input (norm1, then norm2), conv1's
+ * output, the convolution scratch. */
+static uint64_t resnet_work(const resnet_w *r, int H, int W, int threads)
 {
     uint64_t HW = (uint64_t)H * W;
     uint64_t cmax = (uint64_t)(r->cin > r->cout ? r->cin : r->cout);
-    return align_up(cmax * HW) + align_up((uint64_t)r->cout * HW) +
-           max_u64(conv_scratch_floats(r->cin, 3, H, W), conv_scratch_floats(r->cout, 3, H, W));
+    return align_up(cmax * padded_plane(H, W)) + align_up((uint64_t)r->cout * HW) +
+           max_u64(conv3x3_scratch_floats(r->cin, r->cout, H, W, threads),
+                   conv3x3_scratch_floats(r->cout, r->cout, H, W, threads));
 }
 
-static void plan_layout(const ddpm_model *m, int H, int W, plan_sizes *s)
+/* Scratch of a lone 3x3 convolution: padded input, convolution scratch. */
+static uint64_t conv_work(int cin, int cout, int H, int W, int threads)
+{
+    return align_up((uint64_t)cin * padded_plane(H, W)) + conv3x3_scratch_floats(cin, cout, H, W, threads);
+}
+
+static void plan_layout(const ddpm_model *m, int H, int W, int threads, plan_sizes *s)
 {
     const unet_config *c = &m->cfg;
     const int n = c->levels;
     memset(s, 0, sizeof *s);
-    uint64_t ping = (uint64_t)c->in_channels * H * W;         /* centred input */
-    uint64_t work = 0;
+    uint64_t ping = 0, work = 0;
 
-    work = max_u64(work, conv_scratch_floats(c->in_channels, 3, H, W));
+    work = max_u64(work, conv_work(c->in_channels, c->block_out_channels[0], H, W, threads));
     s->skip[s->nskips++] = (uint64_t)c->block_out_channels[0] * H * W;   /* conv_in */
     for (int i = 0; i < n; i++) {
         int h = H >> i, w = W >> i;
         const block_w *b = &m->down[i];
         for (int j = 0; j < b->nresnets; j++) {
             uint64_t act = (uint64_t)b->resnets[j].cout * h * w;
-            work = max_u64(work, resnet_work(&b->resnets[j], h, w));
+            work = max_u64(work, resnet_work(&b->resnets[j], h, w, threads));
             if (b->attentions) {
-                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w));
+                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w, threads));
                 ping = max_u64(ping, act);                   /* resnet output before attention */
             }
             s->skip[s->nskips++] = act;
         }
         if (b->has_resample) {
-            work = max_u64(work, conv_scratch_floats(b->resample.cin, 3, h / 2, w / 2));
+            work = max_u64(work, conv_down_scratch_floats(b->resample.cin, h, w));
             s->skip[s->nskips++] = (uint64_t)b->resample.cout * (h / 2) * (w / 2);
         }
     }
     int h = H >> (n - 1), w = W >> (n - 1);
     ping = max_u64(ping, (uint64_t)c->block_out_channels[n - 1] * h * w);
-    work = max_u64(work, resnet_work(&m->mid_resnets[0], h, w));
-    work = max_u64(work, resnet_work(&m->mid_resnets[1], h, w));
+    work = max_u64(work, resnet_work(&m->mid_resnets[0], h, w, threads));
+    work = max_u64(work, resnet_work(&m->mid_resnets[1], h, w, threads));
     if (m->mid_has_attention)
-        work = max_u64(work, attention_scratch_floats(&m->mid_attention, (size_t)h * w));
+        work = max_u64(work, attention_scratch_floats(&m->mid_attention, (size_t)h * w, threads));
     for (int i = 0; i < n; i++) {
         int lv = n - 1 - i;
         h = H >> lv;
@@ -142,18 +130,17 @@ static void plan_layout(const ddpm_model *m, int H, int W, plan_sizes *s)
         const block_w *b = &m->up[i];
         for (int j = 0; j < b->nresnets; j++) {
             ping = max_u64(ping, (uint64_t)b->resnets[j].cout * h * w);
-            work = max_u64(work, resnet_work(&b->resnets[j], h, w));
+            work = max_u64(work, resnet_work(&b->resnets[j], h, w, threads));
             if (b->attentions)
-                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w));
+                work = max_u64(work, attention_scratch_floats(&b->attentions[j], (size_t)h * w, threads));
         }
         if (b->has_resample) {
             ping = max_u64(ping, (uint64_t)b->resample.cout * 4 * h * w);
-            work = max_u64(work, conv_scratch_floats(b->resample.cin, 3, 2 * h, 2 * w));
+            work = max_u64(work, conv_work(b->resample.cin, b->resample.cout, 2 * h, 2 * w, threads));
         }
     }
-    /* final GroupNorm + SiLU output, then conv_out's strip */
-    work = max_u64(work, align_up((uint64_t)c->block_out_channels[0] * H * W) +
-                             conv_scratch_floats(c->block_out_channels[0], 3, H, W));
+    /* conv_out(SiLU(conv_norm_out(h))) */
+    work = max_u64(work, conv_work(c->block_out_channels[0], c->out_channels, H, W, threads));
 
     for (int i = 0; i < s->nskips; i++)
         s->skips += align_up(s->skip[i]);
@@ -188,12 +175,19 @@ static ddpm_status check_shape(const ddpm_model *m, int N, int H, int W, char *e
     return DDPM_OK;
 }
 
+/* The team size a plan is made for: the core's thread setting. */
+static int plan_threads(void)
+{
+    int t = ddpm_get_threads();
+    return t < 1 ? 1 : t > 256 ? 256 : t;
+}
+
 size_t ddpm_unet_plan_bytes_estimate(const ddpm_model *m, int N, int H, int W)
 {
     if (check_shape(m, N, H, W, NULL, 0) != DDPM_OK)
         return 0;
     plan_sizes s;
-    plan_layout(m, H, W, &s);
+    plan_layout(m, H, W, plan_threads(), &s);
     uint64_t b = plan_bytes(&s);
     return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
 }
@@ -208,7 +202,8 @@ ddpm_status ddpm_unet_plan_create(const ddpm_model *m, int N, int H, int W, int 
     if (st != DDPM_OK)
         return st;
     plan_sizes s;
-    plan_layout(m, H, W, &s);
+    int threads = plan_threads();
+    plan_layout(m, H, W, threads, &s);
     uint64_t bytes = plan_bytes(&s);
     if (bytes > SIZE_MAX / 2)
         return fail(err, errlen, DDPM_ERR_MEMORY, "a plan for %dx%d needs %.1f GB", H, W, (double)bytes / 1e9);
@@ -225,6 +220,7 @@ ddpm_status ddpm_unet_plan_create(const ddpm_model *m, int N, int H, int W, int 
     p->H = H;
     p->W = W;
     p->circular = circular != 0;
+    p->threads = threads;
     p->bytes = (size_t)bytes;
     p->block = block;
     p->nskips = s.nskips;
@@ -289,9 +285,9 @@ static void time_embedding(ddpm_unet_plan *p, float t)
 {
     const ddpm_model *m = p->m;
     timestep_sinusoid(&m->cfg, t, p->sinusoid);
-    linear(&m->time_linear_1, p->sinusoid, 1, p->hidden);
+    linear(&m->time_linear_1, p->sinusoid, p->hidden);
     silu_inplace(p->hidden, (size_t)m->cfg.time_embed_dim);
-    linear(&m->time_linear_2, p->hidden, 1, p->emb_silu);
+    linear(&m->time_linear_2, p->hidden, p->emb_silu);
     silu_inplace(p->emb_silu, (size_t)m->cfg.time_embed_dim);
 }
 
@@ -302,40 +298,43 @@ static void time_embedding(ddpm_unet_plan *p, float t)
 /* ResnetBlock2D (spec 3.4) on the concatenation [xa ; xb] (Cb = 0: just xa):
  *   h   = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(emb))
  *   out = shortcut(x) + conv2(SiLU(norm2(h)))
- * Biases and the residual are written first; the convolutions accumulate. */
+ * conv1 writes h with its bias and the time term; conv2 accumulates onto
+ * the residual (or shortcut) plus its bias, written first. */
 static void resnet(ddpm_unet_plan *p, const resnet_w *r, const float *xa, int Ca, const float *xb, int Cb, int H,
                    int W, float *out)
 {
     const unet_config *c = &p->m->cfg;
     const size_t HW = (size_t)H * W;
-    const int cmax = r->cin > r->cout ? r->cin : r->cout;
-    float *a = p->work;
-    float *h = a + align_up((uint64_t)cmax * HW);
-    float *col = h + align_up((uint64_t)r->cout * HW);
-    conv_geom g = geom_same(H, W, p->circular);
+    const int cmax = r->cin > r->cout ? r->cin : r->cout, T = p->team;
+    float *xp = p->work;
+    float *h = xp + align_up((uint64_t)cmax * padded_plane(H, W));
+    float *scratch = h + align_up((uint64_t)r->cout * HW);
 
-    group_norm(&r->norm1, c->norm_num_groups, c->norm_eps, 1, xa, Ca, xb, Cb, HW, a);
-    linear(&r->time_emb_proj, p->emb_silu, 1, p->tproj);
-    fill_bias(h, r->conv1.b, p->tproj, r->cout, HW);
-    conv2d_accumulate(&r->conv1, a, &g, h, col);
+    group_norm(&r->norm1, c->norm_num_groups, c->norm_eps, 1, xa, Ca, xb, Cb, H, W, xp, 1, T);
+    pad_borders(xp, r->cin, H, W, p->circular, T);
+    linear(&r->time_emb_proj, p->emb_silu, p->tproj);
+    conv3x3(&r->conv1, xp, H, W, h, p->tproj, 0, scratch, T);
 
-    group_norm(&r->norm2, c->norm_num_groups, c->norm_eps, 1, h, r->cout, NULL, 0, HW, a);
+    group_norm(&r->norm2, c->norm_num_groups, c->norm_eps, 1, h, r->cout, NULL, 0, H, W, xp, 1, T);
+    pad_borders(xp, r->cout, H, W, p->circular, T);
     if (r->has_shortcut) {
-        fill_bias(out, r->conv_shortcut.b, r->conv2.b, r->cout, HW);
-        conv1x1_accumulate(&r->conv_shortcut, 0, Ca, xa, HW, out);
+        fill_bias(out, r->conv_shortcut.b, r->conv2.b, r->cout, HW, T);
+        conv1x1_accumulate(&r->conv_shortcut, 0, Ca, xa, HW, out, T);
         if (Cb)
-            conv1x1_accumulate(&r->conv_shortcut, Ca, Cb, xb, HW, out);
+            conv1x1_accumulate(&r->conv_shortcut, Ca, Cb, xb, HW, out, T);
     } else {
-        fill_residual(out, xa, r->conv2.b, r->cout, HW);
+        fill_residual(out, xa, r->conv2.b, r->cout, HW, T);
     }
-    conv2d_accumulate(&r->conv2, a, &g, out, col);
+    conv3x3(&r->conv2, xp, H, W, out, NULL, 1, scratch, T);
 }
 
-static void conv_layer(ddpm_unet_plan *p, const conv2d_w *cw, const float *x, const conv_geom *g, float *y)
+/* y = bias + conv3x3(xp) for a padded input already in p->work. */
+static void conv_from_work(ddpm_unet_plan *p, const conv2d_w *cw, int H, int W, float *y)
 {
-    int Ho = conv_out_h(g, cw->k), Wo = conv_out_w(g, cw->k);
-    fill_bias(y, cw->b, NULL, cw->cout, (size_t)Ho * Wo);
-    conv2d_accumulate(cw, x, g, y, p->work);
+    float *xp = p->work;
+    float *scratch = xp + align_up((uint64_t)cw->cin * padded_plane(H, W));
+    pad_borders(xp, cw->cin, H, W, p->circular, p->team);
+    conv3x3(cw, xp, H, W, y, NULL, 0, scratch, p->team);
 }
 
 /* One image: x (in_channels x H x W) -> eps. */
@@ -343,21 +342,15 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
 {
     const ddpm_model *m = p->m;
     const unet_config *c = &m->cfg;
-    const int n = c->levels, G = c->norm_num_groups;
+    const int n = c->levels, G = c->norm_num_groups, T = p->team;
     const double ge = c->norm_eps;
     const int H = p->H, W = p->W;
     int sp = 0;                                  /* skip stack pointer */
 
     time_embedding(p, t);
 
-    if (c->center_input_sample) {
-        size_t count = (size_t)c->in_channels * H * W;
-        for (size_t i = 0; i < count; i++)
-            p->ping[0][i] = 2.0f * x[i] - 1.0f;
-        x = p->ping[0];
-    }
-    conv_geom g = geom_same(H, W, p->circular);
-    conv_layer(p, &m->conv_in, x, &g, p->skip[sp]);
+    pad_copy(x, c->in_channels, H, W, c->center_input_sample, p->work, T);
+    conv_from_work(p, &m->conv_in, H, W, p->skip[sp]);
     const float *h = p->skip[sp++];
     int ch = c->block_out_channels[0];
 
@@ -369,7 +362,7 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
             float *dst = p->skip[sp++];
             if (b->attentions) {
                 resnet(p, r, h, ch, NULL, 0, hh, ww, p->ping[0]);
-                attention(&b->attentions[j], G, ge, p->ping[0], (size_t)hh * ww, dst, p->work);
+                attention(&b->attentions[j], G, ge, p->ping[0], hh, ww, dst, p->work, T);
             } else {
                 resnet(p, r, h, ch, NULL, 0, hh, ww, dst);
             }
@@ -377,9 +370,11 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
             ch = r->cout;
         }
         if (b->has_resample) {
-            conv_geom gd = geom_down(c, hh, ww, p->circular);
-            conv_layer(p, &b->resample, h, &gd, p->skip[sp]);
-            h = p->skip[sp++];
+            /* Downsample2D: pad 1 all round, or right/bottom only (spec 3.5) */
+            float *dst = p->skip[sp++];
+            fill_bias(dst, b->resample.b, NULL, b->resample.cout, (size_t)(hh / 2) * (ww / 2), T);
+            conv_down_accumulate(&b->resample, h, hh, ww, c->downsample_padding, p->circular, dst, p->work, T);
+            h = dst;
         }
     }
 
@@ -389,7 +384,7 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
     h = p->ping[cur];
     if (m->mid_has_attention) {
         cur ^= 1;
-        attention(&m->mid_attention, G, ge, h, (size_t)hh * ww, p->ping[cur], p->work);
+        attention(&m->mid_attention, G, ge, h, hh, ww, p->ping[cur], p->work, T);
         h = p->ping[cur];
     }
     cur ^= 1;
@@ -411,24 +406,22 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
             ch = r->cout;
             if (b->attentions) {
                 cur ^= 1;
-                attention(&b->attentions[j], G, ge, h, (size_t)hh * ww, p->ping[cur], p->work);
+                attention(&b->attentions[j], G, ge, h, hh, ww, p->ping[cur], p->work, T);
                 h = p->ping[cur];
             }
         }
         if (b->has_resample) {
-            conv_geom gu = geom_up(hh, ww, p->circular);
+            /* Upsample2D: nearest x2 straight into the padded conv input */
+            pad_upsample2(h, ch, hh, ww, p->work, T);
             cur ^= 1;
-            conv_layer(p, &b->resample, h, &gu, p->ping[cur]);
+            conv_from_work(p, &b->resample, 2 * hh, 2 * ww, p->ping[cur]);
             h = p->ping[cur];
         }
     }
 
-    /* conv_out(SiLU(conv_norm_out(h))) straight into eps */
-    float *a = p->work;
-    float *col = a + align_up((uint64_t)ch * H * W);
-    group_norm(&m->conv_norm_out, G, ge, 1, h, ch, NULL, 0, (size_t)H * W, a);
-    fill_bias(eps, m->conv_out.b, NULL, c->out_channels, (size_t)H * W);
-    conv2d_accumulate(&m->conv_out, a, &g, eps, col);
+    /* eps = conv_out(SiLU(conv_norm_out(h))) */
+    group_norm(&m->conv_norm_out, G, ge, 1, h, ch, NULL, 0, H, W, p->work, 1, T);
+    conv_from_work(p, &m->conv_out, H, W, eps);
 }
 
 ddpm_status ddpm_unet_forward(ddpm_unet_plan *p, const float *x, const float *t, float *eps,
@@ -442,14 +435,25 @@ ddpm_status ddpm_unet_forward(ddpm_unet_plan *p, const float *x, const float *t,
     for (int n = 0; n < p->N; n++)
         if (!isfinite(t[n]))
             return fail(err, errlen, DDPM_ERR_ARGUMENT, "timestep %d is not finite", n);
-    for (int n = 0; n < p->N; n++) {
+    /* The team: the core's thread setting now, at most what the scratch was
+     * sized for.  Its threads call single-threaded GEMMs: OpenBLAS's own pool
+     * would compete with it for the same cores.  (So two forwards must not
+     * run at the same time: the OpenBLAS setting is process-wide.) */
+    p->team = plan_threads() < p->threads ? plan_threads() : p->threads;
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    ddpm_status s = DDPM_OK;
+    for (int n = 0; n < p->N && s == DDPM_OK; n++) {
         forward_one(p, x + n * in_plane, t[n], eps + n * out_plane);
         for (size_t i = 0; i < out_plane; i++)
-            if (!isfinite(eps[n * out_plane + i]))
-                return fail(err, errlen, DDPM_ERR_NUMERIC, "the U-Net output of image %d has NaN or Inf (t = %g)", n,
-                            (double)t[n]);
+            if (!isfinite(eps[n * out_plane + i])) {
+                s = fail(err, errlen, DDPM_ERR_NUMERIC, "the U-Net output of image %d has NaN or Inf (t = %g)", n,
+                         (double)t[n]);
+                break;
+            }
     }
-    return DDPM_OK;
+    openblas_set_num_threads(blas_threads);
+    return s;
 }
 
 ddpm_status ddpm_unet_predict(void *plan, const float *x_t, int t, float *eps, char *err, size_t errlen)

@@ -25,7 +25,7 @@
 typedef struct {
   GimpProcedureConfig *config;
   GtkWidget           *steps;          /* GimpLabelSpin of "steps"              */
-  GtkWidget           *timestep;       /* GimpScaleEntry of "timestep", or NULL */
+  GtkWidget           *timestep;       /* GimpSpinScale of "timestep", or NULL  */
   GtkWidget           *timestep_hint;  /* GtkLabel, or NULL                     */
   gint                 T;              /* of the chosen model, 0 if unknown     */
 } DialogState;
@@ -37,12 +37,17 @@ new_seed (GtkButton           *button G_GNUC_UNUSED,
   g_object_set (config, "seed", g_random_int_range (0, G_MAXINT), NULL);
 }
 
-/* GimpLabelSpin (and GimpScaleEntry) keep their range in "lower"/"upper". */
+/* Bound a spin widget to 1 .. upper: a GimpLabelSpin keeps its range in
+ * "lower"/"upper", a GimpSpinScale is a GtkSpinButton. */
 static void
 set_upper (GtkWidget *spin,
            gint       upper)
 {
-  if (spin && g_object_class_find_property (G_OBJECT_GET_CLASS (spin), "upper"))
+  if (GIMP_IS_SPIN_SCALE (spin))
+    gimp_spin_scale_set_scale_limits (GIMP_SPIN_SCALE (spin), 1.0, (gdouble) upper);
+  if (GTK_IS_SPIN_BUTTON (spin))
+    gtk_spin_button_set_range (GTK_SPIN_BUTTON (spin), 1.0, (gdouble) upper);
+  else if (spin && g_object_class_find_property (G_OBJECT_GET_CLASS (spin), "upper"))
     g_object_set (spin, "lower", 1.0, "upper", (gdouble) upper, NULL);
 }
 
@@ -139,6 +144,18 @@ model_combo (GimpProcedureConfig *config)
   return combo;
 }
 
+/* /home/me/.config/GIMP/3.0/ddpm-models -> ~/.config/GIMP/3.0/ddpm-models */
+static gchar *
+display_path (const gchar *path)
+{
+  const gchar *home = g_get_home_dir ();
+  gsize        n    = home ? strlen (home) : 0;
+
+  if (n > 1 && strncmp (path, home, n) == 0 && G_IS_DIR_SEPARATOR (path[n]))
+    return g_strconcat ("~", path + n, NULL);
+  return g_strdup (path);
+}
+
 static void
 make_horizontal (GtkWidget *box)
 {
@@ -154,7 +171,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
   GtkWidget           *dialog, *box, *label, *combo, *button, *help;
   DialogState          st = { config, NULL, NULL, NULL, 0 };
   gboolean             refine = gimp_procedure_find_argument (procedure, "timestep") != NULL;
-  gchar               *user_dir, *help_text;
+  gchar               *user_dir, *shown_dir, *help_text;
   gboolean             run;
 
   gimp_ui_init (PLUG_IN_BINARY);
@@ -172,10 +189,11 @@ ddpm_dialog_run (GimpProcedure       *procedure,
     gtk_label_set_mnemonic_widget (GTK_LABEL (label), combo);
 
   user_dir  = ddpm_user_models_dir ();
+  shown_dir = display_path (user_dir);
   help_text = g_strdup_printf (_("Models: the shipped ddpm-texture and every "
                                  "diffusers model folder (config.json + "
                                  "diffusion_pytorch_model.safetensors) in %s"),
-                               user_dir);
+                               shown_dir);
   help = gimp_procedure_dialog_get_label (dlg, "model-help", help_text, FALSE, FALSE);
   if (GTK_IS_LABEL (help))
     {
@@ -185,6 +203,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
       gtk_label_set_selectable (GTK_LABEL (help), TRUE);
     }
   g_free (help_text);
+  g_free (shown_dir);
   g_free (user_dir);
 
   /* Seed: the spin and a button for a fresh one. */
@@ -198,7 +217,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
   st.steps = gimp_procedure_dialog_get_widget (dlg, "steps", G_TYPE_NONE);
   if (refine)
     {
-      st.timestep      = gimp_procedure_dialog_get_scale_entry (dlg, "timestep", 1.0);
+      st.timestep      = gimp_procedure_dialog_get_spin_scale (dlg, "timestep", 1.0);
       st.timestep_hint = gimp_procedure_dialog_get_label (dlg, "timestep-hint", "",
                                                           FALSE, FALSE);
       if (! GTK_IS_LABEL (st.timestep_hint))

@@ -58,15 +58,18 @@ def make_random_model(arch, work):
 
 
 def timeit(fn, seconds):
+    """Median and best wall ms, runs, median process CPU ms per run."""
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     start = time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - start < seconds and len(times) < 1000):
-        a = time.perf_counter()
+        a, c = time.perf_counter(), time.process_time()
         fn()
+        cpu.append((time.process_time() - c) * 1e3)
         times.append((time.perf_counter() - a) * 1e3)
     times.sort()
-    return times[len(times) // 2], times[0], len(times)
+    cpu.sort()
+    return times[len(times) // 2], times[0], len(times), cpu[len(cpu) // 2]
 
 
 def export_onnx(model, path, x, t):
@@ -131,8 +134,9 @@ def main():
         with torch.inference_mode():
             results["pytorch " + torch.__version__] = timeit(lambda: model(x, t), a.seconds) + (0.0,)
 
-    for name, (med, best, n, err) in results.items():
-        print(f"  {name:28s} median {med:9.2f} ms/eval   best {best:9.2f}   ({n} runs, rel. diff to torch {err:.1e})")
+    for name, (med, best, n, cpu, err) in results.items():
+        print(f"  {name:28s} median {med:9.2f} ms/eval   best {best:9.2f}   cpu {cpu:9.2f}   ({n} runs, "
+              f"rel. diff to torch {err:.1e})")
 
     if a.engine or a.cli:
         if a.engine:
@@ -143,9 +147,10 @@ def main():
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = (out.stdout + out.stderr).strip()
         m = re.search(r"median ([0-9.]+) ms, best ([0-9.]+) ms", line)
+        c = re.search(r"cpu median ([0-9.]+) ms", line)
         if m:
             print(f"  {'gimp-ddpm C engine':28s} median {float(m.group(1)):9.2f} ms/eval   best "
-                  f"{float(m.group(2)):9.2f}")
+                  f"{float(m.group(2)):9.2f}   cpu {float(c.group(1)) if c else float('nan'):9.2f}")
         print("  " + line.replace("\n", "\n  "))
 
 

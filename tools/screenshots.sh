@@ -10,23 +10,29 @@
 # translated dialog.  Runs inside tools/gimp3-env if GIMP 3 is not on the
 # host:  tools/gimp3-env tools/screenshots.sh
 #
-# GIMP runs with a throw-away profile holding the plug-in; a Script-Fu batch
-# command opens an image and calls the procedure interactively, which shows
-# its dialog; ImageMagick's `import` grabs the dialog's window by its title,
-# then GIMP is stopped.
+# gimp-console-3.0 (no main window) runs with a throw-away profile holding
+# the plug-in; a Script-Fu batch command calls the procedure interactively,
+# so the plug-in shows its dialog alone on the virtual screen.  The screen
+# is grabbed with ImageMagick's `import` until the dialog has settled, and
+# trimmed to it.  (No window manager, so no title bar.)
 set -eu
 
 build=$(cd "${1:-build-plugin}" && pwd)
 mkdir -p "${2:-docs}"
 out=$(cd "${2:-docs}" && pwd)
-for tool in xvfb-run gimp-3.0 import; do
+for tool in xvfb-run gimp-console-3.0 import convert; do
   command -v $tool >/dev/null || { echo "screenshots.sh: $tool is missing" >&2; exit 1; }
 done
 [ -x "$build/plugin/ddpm" ] || { echo "screenshots.sh: no $build/plugin/ddpm (build first)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ddpm-shots.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-profile=$work/profile
+
+# The default profile location under a throw-away home, so the dialog shows
+# ~/.config/GIMP/3.0/ddpm-models as a user would see it.
+export HOME="$work/home"
+unset GIMP3_DIRECTORY
+profile=$HOME/.config/GIMP/3.0
 mkdir -p "$profile/plug-ins/ddpm"
 cp "$build/plugin/ddpm" "$profile/plug-ins/ddpm/ddpm"
 for mo in "$build"/po/*/LC_MESSAGES/gimp-ddpm.mo; do
@@ -35,38 +41,43 @@ for mo in "$build"/po/*/LC_MESSAGES/gimp-ddpm.mo; do
   mkdir -p "$profile/plug-ins/ddpm/locale/$lang/LC_MESSAGES"
   cp "$mo" "$profile/plug-ins/ddpm/locale/$lang/LC_MESSAGES/"
 done
-# No first-start welcome dialog in front of ours.
-printf '(show-welcome-dialog no)\n(show-tips no)\n' >"$profile/gimprc"
 
-# shoot NAME TITLE SCHEME: run SCHEME in GIMP, save the window TITLE.
-shoot() {
-  name=$1 title=$2 scheme=$3
-  cat >"$work/run.sh" <<EOF
+# The script run on the virtual display: GIMP in the background, then grab
+# the screen every 2 s; once something is on the black screen and has the
+# same size twice, the dialog is drawn: keep it, stop GIMP.
+cat >"$work/grab.sh" <<'EOF'
 #!/bin/sh
-GIMP3_DIRECTORY="$profile" gimp-3.0 -n --no-splash --no-fonts \\
-  --batch-interpreter=plug-in-script-fu-eval -b '$scheme' >"$work/gimp-$name.log" 2>&1 &
-gimp=\$!
-i=0
-while [ \$i -lt 120 ]; do
-  sleep 1
-  if import -window "$title" "$work/$name.png" 2>/dev/null; then
-    sleep 2   # let it finish drawing, then take it again
-    import -window "$title" "$out/dialog-$name.png"
+# grab.sh SCHEME LOG OUT.png
+gimp-console-3.0 --no-fonts --batch-interpreter=plug-in-script-fu-eval -b "$1" >"$2" 2>&1 &
+gimp=$!
+prev="" i=0
+while [ $i -lt 60 ]; do
+  sleep 2
+  import -window root "$3.screen.png"
+  size=$(convert "$3.screen.png" -trim -format '%wx%h' info: 2>/dev/null || true)
+  if [ -n "$size" ] && [ "$size" != 1x1 ] && [ "$size" = "$prev" ]; then
+    convert "$3.screen.png" -trim +repage "$3"
     break
   fi
-  i=\$((i + 1))
+  prev=$size i=$((i + 1))
 done
-kill \$gimp 2>/dev/null
+rm -f "$3.screen.png"
+kill $gimp 2>/dev/null
 sleep 1
-kill -9 \$gimp 2>/dev/null || true
-[ -f "$out/dialog-$name.png" ]
+kill -9 $gimp 2>/dev/null || true
+[ -f "$3" ]
 EOF
-  chmod +x "$work/run.sh"
-  if xvfb-run -a -s "-screen 0 1280x1024x24" "$work/run.sh"; then
-    echo "wrote $out/dialog-$name.png"
+chmod +x "$work/grab.sh"
+
+# shoot NAME SCHEME: the dialog SCHEME opens, as OUT_DIR/dialog-NAME.png.
+shoot() {
+  rm -f "$out/dialog-$1.png"
+  if xvfb-run -a -s "-screen 0 1280x1024x24" "$work/grab.sh" "$2" "$work/gimp-$1.log" \
+       "$out/dialog-$1.png"; then
+    echo "wrote $out/dialog-$1.png"
   else
-    echo "screenshots.sh: no window '$title' appeared; GIMP said:" >&2
-    tail -20 "$work/gimp-$name.log" >&2
+    echo "screenshots.sh: the $1 dialog did not appear; GIMP said:" >&2
+    tail -20 "$work/gimp-$1.log" >&2
     return 1
   fi
 }
@@ -74,14 +85,11 @@ EOF
 image='(gimp-image-new 256 192 RGB)'
 layer='(gimp-layer-new img "texture" 256 192 RGB-IMAGE 100 LAYER-MODE-NORMAL)'
 
-shoot generate "DDPM Texture" "(let* ((img (car $image)) (layer (car $layer)))
+shoot generate "(let* ((img (car $image)) (layer (car $layer)))
   (gimp-image-insert-layer img layer 0 0)
-  (gimp-display-new img)
   (plug-in-ddpm-generate #:run-mode RUN-INTERACTIVE #:image img #:drawables (vector layer)))"
 
-shoot refine "DDPM Refine" "(let* ((img (car $image)) (layer (car $layer)))
+shoot refine "(let* ((img (car $image)) (layer (car $layer)))
   (gimp-image-insert-layer img layer 0 0)
-  (gimp-drawable-fill layer FILL-FOREGROUND)
   (gimp-image-select-ellipse img CHANNEL-OP-REPLACE 64 48 128 96)
-  (gimp-display-new img)
   (plug-in-ddpm-refine #:run-mode RUN-INTERACTIVE #:image img #:drawables (vector layer)))"

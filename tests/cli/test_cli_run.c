@@ -3,7 +3,8 @@
  *   generate   PNG of the asked size (not a multiple of the stride); same seed
  *              -> identical bytes, other seed -> different; any thread count
  *              -> identical; the .safetensors output maps to the PNG's pixels
- *              through ddpm_to_u8; Ctrl-C -> exit 130, output left unchanged
+ *              through ddpm_to_u8; Ctrl-C -> exit 130, output left unchanged;
+ *              --sampler / --eta reach the job (the PNG is ddpm_job_generate's)
  *   refine     RGBA PNG + mask: alpha kept, black part of the mask unchanged,
  *              white part changed; .safetensors in and out; mask of the
  *              wrong size -> exit 2
@@ -197,6 +198,56 @@ static void test_generate(void)
     CHECK(!same_file(a, c), "--steps 3 and 4 gave the same file");
 }
 
+/* --sampler and --eta reach the job: the PNG is exactly ddpm_job_generate's
+ * image with those settings, and differs from DDPM's (a.png). */
+static void test_samplers(const ddpm_model *m)
+{
+    struct {
+        const char *sampler, *eta;
+        ddpm_sampler value;
+        float eta_value;
+    } runs[] = {
+        {"ddim", "0", DDPM_SAMPLER_DDIM, 0.0f},
+        {"ddim", "0.5", DDPM_SAMPLER_DDIM, 0.5f},
+        {"dpm-solver++", NULL, DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f},
+    };
+    ddpm_model_info mi;
+    ddpm_model_get_info(m, &mi);
+    float *x = malloc(3 * W * H * sizeof(float));
+    for (size_t k = 0; x != NULL && k < sizeof runs / sizeof runs[0]; k++) {
+        const char *out = path_in_scratch("sampler.png");
+        if (runs[k].eta)
+            RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
+                "--sampler", runs[k].sampler, "--eta", runs[k].eta);
+        else
+            RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
+                "--sampler", runs[k].sampler);
+        CHECK(log_contains(runs[k].sampler), "the sampler is not printed");
+        CHECK(!same_file(out, path_in_scratch("a.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
+        ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1,
+                             .sampler = runs[k].value, .eta = runs[k].eta_value};
+        char err[512] = "";
+        image_u8 img;
+        int ok = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
+                 image_read_png(out, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+        CHECK(ok, "%s: %s", runs[k].sampler, err);
+        if (!ok)
+            continue;
+        int differ = 0;
+        for (int i = 0; i < W * H; i++)
+            for (int ch = 0; ch < 3; ch++)
+                differ += ddpm_to_u8(x[ch * W * H + i]) != img.pixels[3 * i + ch];
+        CHECK(differ == 0, "--sampler %s --eta %s: %d values differ from ddpm_job_generate", runs[k].sampler,
+              runs[k].eta ? runs[k].eta : "-", differ);
+        image_free(&img);
+    }
+    free(x);
+    /* --variance with another sampler is accepted, with a note. */
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "2", "--output",
+        path_in_scratch("sampler.png"), "--sampler", "dpm-solver++", "--variance", "beta");
+    CHECK(log_contains("--variance only changes --sampler ddpm"), "no note about --variance");
+}
+
 /* Errors found once the model is known: no output, the right exit code. */
 static void test_generate_refused(int T)
 {
@@ -352,6 +403,36 @@ static void test_refine_png(int T)
     }
     image_free(&before);
     image_free(&after);
+
+    /* The few-step samplers refine under the mask too: the black half
+     * is kept exactly, the white half changes. */
+    const char *samplers[] = {"ddim", "dpm-solver++"};
+    char in_path[4300], mask_path[4300], out2[4300]; /* path_in_scratch's buffers are reused */
+    snprintf(in_path, sizeof in_path, "%s", in);
+    snprintf(mask_path, sizeof mask_path, "%s", path_in_scratch("mask.png"));
+    snprintf(out2, sizeof out2, "%s", path_in_scratch("refined_sampler.png"));
+    in = in_path;
+    for (int k = 0; k < 2; k++) {
+        RUN(0, "refine", "--model", model_dir, "--input", in, "--mask", mask_path, "--t", t, "--steps", "3",
+            "--seed", "5", "--sampler", samplers[k], "--output", out2);
+        ok = image_read_png(in, IMAGE_READ_COLOR, &before, err, sizeof err) == 0 &&
+             image_read_png(out2, IMAGE_READ_COLOR, &after, err, sizeof err) == 0;
+        CHECK(ok && after.channels == 4 && after.width == W && after.height == H, "%s: %s", samplers[k], err);
+        if (!ok)
+            continue;
+        int kept_changed = 0, refined_changed = 0;
+        for (int i = 0; i < W * H && after.channels == 4 && after.width == W && after.height == H; i++) {
+            int differs = memcmp(after.pixels + 4 * i, before.pixels + 4 * i, 4) != 0;
+            if (i % W < W / 2)
+                kept_changed += differs;
+            else
+                refined_changed += differs;
+        }
+        CHECK(kept_changed == 0 && refined_changed > 0, "--sampler %s: %d kept pixels changed, %d refined changed",
+              samplers[k], kept_changed, refined_changed);
+        image_free(&before);
+        image_free(&after);
+    }
 
     /* A mask of another size is refused before any work. */
     image_u8 small;
@@ -558,6 +639,7 @@ int main(int argc, char **argv)
     int T = mi.scheduler ? mi.scheduler->num_train_timesteps : 1000;
 
     test_generate();
+    test_samplers(m);
     test_generate_refused(T);
     test_generate_tensor();
     test_cancel(T);

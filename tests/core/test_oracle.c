@@ -142,7 +142,7 @@ static void run_generate(ddpm_variance var, int K)
         goto out;
     }
     oracle o = {&s, mu, sd, -1, 0, 0, 0};
-    ddpm_sample_params p = {K, var, 1234, 0};
+    ddpm_sample_params p = {.steps = K, .variance = var, .seed = 1234, .t_start = 0};
     char err[256] = "";
     ddpm_status st = ddpm_sample_generate(&s, oracle_predict, &o, C, H, W, &p, NULL, NULL, x, err, sizeof err);
     CHECK(st == DDPM_OK, "generate: %s", err);
@@ -193,7 +193,7 @@ static void run_pointmass(ddpm_variance var, int K, double sd)
     }
     int n = ddpm_timesteps(&s, K, s.T - 1, ts);
     oracle o = {&s, mu, sd, 0, 0, 0, 0};
-    ddpm_sample_params p = {K, var, 99, 0};
+    ddpm_sample_params p = {.steps = K, .variance = var, .seed = 99, .t_start = 0};
     char err[256] = "", what[128];
     ddpm_status st = ddpm_sample_generate(&s, oracle_predict, &o, C, H, W, &p, NULL, NULL, x, err, sizeof err);
     CHECK(st == DDPM_OK && o.watched, "point mass: %s", err);
@@ -262,7 +262,7 @@ static void run_refine(ddpm_variance var)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int t0 = cases[k].t0, K = cases[k].K;
         oracle o = {&s, mu, sd, -1, 0, 0, 0};
-        ddpm_sample_params p = {K, var, 555 + k, t0};
+        ddpm_sample_params p = {.steps = K, .variance = var, .seed = 555 + k, .t_start = t0};
         char err[256] = "", what[128];
         ddpm_status st =
             ddpm_sample_refine(&s, oracle_predict, &o, C, H, W, x0, NULL, &p, NULL, NULL, x, err, sizeof err);

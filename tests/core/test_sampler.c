@@ -1,11 +1,14 @@
 /* test_sampler.c: the sampling loops' contract.
  *   - which noise goes where (x_T, z per step, q_sample at t0, the kept
  *     region's re-noising), checked against a hand-written loop over the
- *     public building blocks;
+ *     public building blocks -- for DDPM, DDIM (eta 0, 0.6, 1) and
+ *     DPM-Solver++ (whose steps test_solver_vectors checks against
+ *     diffusers);
  *   - the refine mask: kept pixels end as x_0 exactly, and the model sees
  *     q_sample(x_0, t) there at every step;
  *   - cancellation, model errors, NaN/Inf, bad arguments: the output is
- *     never touched unless the run succeeds;
+ *     never touched unless the run succeeds, whatever the sampler;
+ *   - the sampler names and their parser;
  *   - results independent of the thread count. */
 #include "ddpm.h"
 #include "sampler_internal.h"
@@ -108,7 +111,7 @@ static void test_generate_contract(void)
     memset(&m, 0, sizeof m);
     float x[N], ref[N], eps[N], z[N];
     int ts[20];
-    ddpm_sample_params p = {20, DDPM_VARIANCE_POSTERIOR, 77, 0};
+    ddpm_sample_params p = {.steps = 20, .variance = DDPM_VARIANCE_POSTERIOR, .seed = 77, .t_start = 0};
     progress_log log = {0, 0, 0, 0, 1};
     char err[256] = "";
 
@@ -179,7 +182,7 @@ static void test_refine_contract(void)
             mask[y * W + i] = i < 4 ? 1.0f : (i < 8 ? 0.5f : 0.0f);
 
     int t0 = 400, steps = 25;
-    ddpm_sample_params p = {steps, DDPM_VARIANCE_BETA, 4242, t0};
+    ddpm_sample_params p = {.steps = steps, .variance = DDPM_VARIANCE_BETA, .seed = 4242, .t_start = t0};
     char err[256] = "";
     CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &p, NULL, NULL, x, err, sizeof err) == DDPM_OK,
           "refine: %s", err);
@@ -265,7 +268,7 @@ static void test_refine_contract(void)
      * for K = 50); K > t0 is clamped to t0 steps. */
     memset(&m, 0, sizeof m);
     progress_log log = {0, 0, 0, 0, 1};
-    ddpm_sample_params q = {50, DDPM_VARIANCE_POSTERIOR, 1, s.T};
+    ddpm_sample_params q = {.steps = 50, .variance = DDPM_VARIANCE_POSTERIOR, .seed = 1, .t_start = s.T};
     CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &q, progress_cb, &log, x, NULL, 0) == DDPM_OK,
           "t0 = T");
     CHECK(m.ts[0] == s.T - 1 && m.ts[49] == 0 && log.last_total == 50, "t0 = T chain: %d .. %d", m.ts[0], m.ts[49]);
@@ -278,6 +281,147 @@ static void test_refine_contract(void)
     CHECK(m.calls == 10 && log.calls == 10 && log.last_total == 10 && m.ts[0] == 9 && m.ts[9] == 0,
           "K > t0 clamps to t0 steps: %d calls", m.calls);
     ddpm_schedule_free(&s);
+}
+
+/* The few-step samplers' loops, by hand: the same chain, model calls and
+ * noise streams as DDPM's (test_generate_contract, test_refine_contract),
+ * with DDIM's step (z from REVERSE(t) only when eta > 0) or DPM-Solver++'s
+ * (x^_0, then the multistep update with the previous step's x^_0).  With
+ * `mask`, the kept region is re-noised and blended as for DDPM. */
+static void chain_by_hand(const ddpm_schedule *s, const ddpm_sample_params *p, const int *ts, int K, float *x,
+                          const float *x0, const float *mask)
+{
+    static float eps[N], z[N], history[N], known[N];
+    for (int i = 0; i < K; i++) {
+        int t = ts[i], prev = i + 1 < K ? ts[i + 1] : -1, t_last = i > 0 ? ts[i - 1] : -1;
+        for (size_t j = 0; j < N; j++)
+            eps[j] = 0.5f * x[j] + 0.01f * (float)t / 1000.0f;
+        if (p->sampler == DDPM_SAMPLER_DDIM) {
+            if (p->eta > 0 && prev >= 0)
+                ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
+            ddpm_ddim_step(s, t, prev, p->eta, x, eps, z, x, N);
+        } else {
+            ddpm_dpm_solver_x0(s, t, x, eps, eps, N);
+            ddpm_dpm_solver_step(s, t_last, t, prev, x, eps, i > 0 ? history : NULL, x, N);
+            memcpy(history, eps, sizeof history);
+        }
+        if (mask == NULL)
+            continue;
+        if (prev >= 0) {
+            ddpm_noise_fill(p->seed, DDPM_STREAM_KNOWN(prev), C, H, W, 0, 0, z);
+            ddpm_q_sample(s, prev, x0, z, known, N);
+        } else {
+            memcpy(known, x0, sizeof known);
+        }
+        for (int c = 0; c < C; c++)
+            for (size_t j = 0; j < PIX; j++) {
+                size_t k = (size_t)c * PIX + j;
+                if (mask[j] < 1.0f)
+                    x[k] = mask[j] * x[k] + (1.0f - mask[j]) * known[k];
+            }
+    }
+}
+
+static void test_few_step_contract(ddpm_sampler sampler, float eta)
+{
+    ddpm_schedule s = schedule_with(1);
+    if (s.betas == NULL)
+        return;
+    static model m;
+    memset(&m, 0, sizeof m);
+    static float x[N], ref[N], ddpm_x[N], x0[N], mask[PIX];
+    int ts[20];
+    char what[64], err[256] = "";
+    snprintf(what, sizeof what, "%s eta %g", ddpm_sampler_name(sampler), (double)eta);
+    ddpm_sample_params p = {.steps = 20, .variance = DDPM_VARIANCE_POSTERIOR, .seed = 77, .sampler = sampler,
+                            .eta = eta};
+    progress_log log = {0, 0, 0, 0, 1};
+
+    /* generate */
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, progress_cb, &log, x, err, sizeof err) ==
+              DDPM_OK,
+          "%s generate: %s", what, err);
+    int K = ddpm_timesteps(&s, 20, s.T - 1, ts);
+    CHECK(K == 20 && m.calls == 20 && log.calls == 20 && log.in_order && log.last_total == 20,
+          "%s: %d model calls, %d progress calls", what, m.calls, log.calls);
+    for (int i = 0; i < K && i < m.calls; i++)
+        CHECK(m.ts[i] == ts[i], "%s: call %d at t %d, expected %d", what, i, m.ts[i], ts[i]);
+    ddpm_noise_fill(p.seed, DDPM_STREAM_START, C, H, W, 0, 0, ref);
+    CHECK(memcmp(m.first_x, ref, sizeof ref) == 0, "%s: x_T is not the START stream", what);
+    chain_by_hand(&s, &p, ts, K, ref, NULL, NULL);
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "%s: generate differs from the hand-written chain", what);
+
+    /* The field is honoured (DDPM's image differs); eta only matters to
+     * DDIM; the thread count does not matter. */
+    ddpm_sample_params q = p;
+    q.sampler = DDPM_SAMPLER_DDPM;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &q, NULL, NULL, ddpm_x, NULL, 0) == DDPM_OK, "DDPM");
+    CHECK(memcmp(x, ddpm_x, sizeof x) != 0, "%s gives DDPM's image", what);
+    q = p;
+    q.eta = sampler == DDPM_SAMPLER_DDIM ? (eta > 0.5f ? 0.0f : 1.0f) : 0.7f;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &q, NULL, NULL, ref, NULL, 0) == DDPM_OK, "eta");
+    CHECK((memcmp(x, ref, sizeof ref) != 0) == (sampler == DDPM_SAMPLER_DDIM), "%s: eta %g %s", what,
+          (double)q.eta, sampler == DDPM_SAMPLER_DDIM ? "changes nothing" : "is not ignored");
+    ddpm_set_threads(1);
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, ref, NULL, 0) == DDPM_OK, "1 thread");
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "%s: 1 thread differs", what);
+    ddpm_set_threads(0);
+
+    /* refine under a mask */
+    make_input(x0);
+    for (int y = 0; y < H; y++)
+        for (int i = 0; i < W; i++)
+            mask[y * W + i] = i < 4 ? 1.0f : (i < 8 ? 0.5f : 0.0f);
+    p.t_start = 400;
+    p.steps = 12;
+    memset(&m, 0, sizeof m);
+    CHECK(ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, mask, &p, NULL, NULL, x, err, sizeof err) ==
+              DDPM_OK,
+          "%s refine: %s", what, err);
+    K = ddpm_refine_timesteps(p.t_start - 1, p.steps, ts);
+    CHECK(K == 12 && m.calls == K && m.ts[0] == 399 && m.ts[K - 1] == 0, "%s refine: %d calls", what, m.calls);
+    float eps0[N];
+    ddpm_noise_fill(p.seed, DDPM_STREAM_START, C, H, W, 0, 0, eps0);
+    ddpm_q_sample(&s, ts[0], x0, eps0, ref, N);
+    CHECK(memcmp(m.first_x, ref, sizeof ref) == 0, "%s: x_t0 is not q_sample(x_0) with the START stream", what);
+    chain_by_hand(&s, &p, ts, K, ref, x0, mask);
+    CHECK(memcmp(x, ref, sizeof ref) == 0, "%s: refine differs from the hand-written chain", what);
+    int kept_exact = 1, refined_changed = 0;
+    for (int c = 0; c < C; c++)
+        for (size_t j = 0; j < PIX; j++) {
+            size_t k = (size_t)c * PIX + j;
+            if (mask[j] == 0.0f)
+                kept_exact &= float_bits(x[k]) == float_bits(x0[k]);
+            if (mask[j] == 1.0f)
+                refined_changed |= x[k] != x0[k];
+        }
+    CHECK(kept_exact && refined_changed, "%s refine: kept region exact %d, refined region changed %d", what,
+          kept_exact, refined_changed);
+    ddpm_schedule_free(&s);
+}
+
+/* The names are the CLI's and the plug-in's choices. */
+static void test_sampler_names(void)
+{
+    const char *want[] = {"ddpm", "ddim", "dpm-solver++"};
+    for (int i = 0; i < 3; i++) {
+        const char *name = ddpm_sampler_name((ddpm_sampler)i);
+        ddpm_sampler back = (ddpm_sampler)99;
+        CHECK(name != NULL && strcmp(name, want[i]) == 0, "sampler %d is named %s", i, name ? name : "NULL");
+        CHECK(ddpm_sampler_parse(want[i], &back) == DDPM_OK && back == (ddpm_sampler)i, "parse %s", want[i]);
+    }
+    CHECK(DDPM_SAMPLER_DDPM == 0, "a zero-initialised struct must mean DDPM");
+    CHECK(ddpm_sampler_name((ddpm_sampler)3) == NULL && ddpm_sampler_name((ddpm_sampler)-1) == NULL,
+          "names past the list");
+    const char *bad[] = {"DDIM", "dpm-solver", "dpm-solver++ ", "", "ddpm2", "dpmsolver++"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ddpm_sampler out = DDPM_SAMPLER_DDIM;
+        CHECK(ddpm_sampler_parse(bad[i], &out) == DDPM_ERR_ARGUMENT && out == DDPM_SAMPLER_DDIM,
+              "'%s' parsed", bad[i]);
+    }
+    ddpm_sampler out;
+    CHECK(ddpm_sampler_parse(NULL, &out) == DDPM_ERR_ARGUMENT, "NULL name");
+    CHECK(ddpm_sampler_parse("ddim", NULL) == DDPM_ERR_ARGUMENT, "NULL output");
 }
 
 /* One generate or refine run of the failure tests. */
@@ -300,10 +444,14 @@ static void test_failures(void)
     float x[N], x0[N];
     make_input(x0);
     char err[256];
-    ddpm_sample_params p = {10, DDPM_VARIANCE_BETA, 5, 300};
+    ddpm_sample_params p = {.steps = 10, .variance = DDPM_VARIANCE_BETA, .seed = 5, .t_start = 300};
 
-    for (int refine = 0; refine < 2; refine++) {
-        const char *what = refine ? "refine" : "generate";
+    for (int run_no = 0; run_no < 6; run_no++) {
+        int refine = run_no % 2;
+        p.sampler = (ddpm_sampler)(run_no / 2);
+        p.eta = p.sampler == DDPM_SAMPLER_DDIM ? 0.5f : 0.0f;
+        char what[64];
+        snprintf(what, sizeof what, "%s %s", ddpm_sampler_name(p.sampler), refine ? "refine" : "generate");
 
         /* Cancel at step 3. */
         memset(&m, 0, sizeof m);
@@ -358,7 +506,7 @@ static void test_arguments(void)
     make_input(x0);
     fill(mask, PIX, 0.5f);
     char err[256];
-    ddpm_sample_params good = {10, DDPM_VARIANCE_BETA, 5, 300};
+    ddpm_sample_params good = {.steps = 10, .variance = DDPM_VARIANCE_BETA, .seed = 5, .t_start = 300};
 
     struct {
         const char *what;
@@ -373,7 +521,8 @@ static void test_arguments(void)
         {"huge", 10, DDPM_VARIANCE_BETA, 300, 1 << 30, 1 << 30, 1 << 30, DDPM_ERR_MEMORY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ddpm_sample_params p = {cases[i].steps, (ddpm_variance)cases[i].variance, 1, cases[i].t_start};
+        ddpm_sample_params p = {.steps = cases[i].steps, .variance = (ddpm_variance)cases[i].variance, .seed = 1,
+                                .t_start = cases[i].t_start};
         fill(x, N, 7.0f);
         err[0] = 0;
         ddpm_status st = ddpm_sample_generate(&s, model_predict, &m, cases[i].c, cases[i].h, cases[i].w, &p, NULL,
@@ -425,6 +574,33 @@ static void test_arguments(void)
           "x0 Inf");
     CHECK(m.calls == 0, "the model ran on bad arguments");
 
+    /* Samplers: an unknown one, DDIM's eta outside [0, 1]. */
+    make_input(x0);
+    struct {
+        const char *what;
+        int sampler;
+        float eta;
+    } bad_samplers[] = {
+        {"sampler 3", 3, 0.0f},           {"sampler -1", -1, 0.0f},         {"DDIM eta -0.1", 1, -0.1f},
+        {"DDIM eta 1.5", 1, 1.5f},        {"DDIM eta NaN", 1, NAN},         {"DDIM eta Inf", 1, INFINITY},
+    };
+    for (size_t i = 0; i < sizeof bad_samplers / sizeof bad_samplers[0]; i++) {
+        p = good;
+        p.sampler = (ddpm_sampler)bad_samplers[i].sampler;
+        p.eta = bad_samplers[i].eta;
+        fill(x, N, 7.0f);
+        err[0] = 0;
+        ddpm_status st = ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, x, err, sizeof err);
+        CHECK(st == DDPM_ERR_ARGUMENT && strstr(err, bad_samplers[i].sampler == 1 ? "eta" : "sampler") != NULL,
+              "generate %s: %s (%s)", bad_samplers[i].what, ddpm_status_name(st), err);
+        err[0] = 0;
+        st = ddpm_sample_refine(&s, model_predict, &m, C, H, W, x0, NULL, &p, NULL, NULL, x, err, sizeof err);
+        CHECK(st == DDPM_ERR_ARGUMENT && err[0] != 0, "refine %s: %s (%s)", bad_samplers[i].what,
+              ddpm_status_name(st), err);
+        CHECK(all_equal(x, N, 7.0f), "%s: output touched", bad_samplers[i].what);
+    }
+    CHECK(m.calls == 0, "the model ran on bad arguments");
+
     /* steps_offset pushing "leading" past T-1. */
     s.config.steps_offset = 1;
     p = good;
@@ -454,6 +630,11 @@ int main(void)
 {
     test_generate_contract();
     test_refine_contract();
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.0f);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.6f);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 1.0f);
+    test_few_step_contract(DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f);
+    test_sampler_names();
     test_failures();
     test_arguments();
     return check_report("test_sampler");

@@ -6,7 +6,9 @@
  * Every broken folder is made here from the good one (a copy of its configs
  * plus a rewritten or byte-edited safetensors file) inside a fresh directory
  * under SCRATCH_DIR; nothing broken is committed.  A rewritten but unmodified
- * copy must load, so a refusal below is the corruption's doing.  The tensor
+ * copy must load, so a refusal below is the corruption's doing.  Two valid
+ * variants must compute what the original does: attention weights stored as
+ * [C, C, 1, 1], and center_input_sample (x -> 2x - 1 first).  The tensor
  * file I/O of ddpm.h (ddpm_tensor_write / ddpm_tensor_read, all dtypes) is
  * tested here too.
  */
@@ -366,6 +368,105 @@ static void config_key_case(const char *name, const char *key, const char *value
 }
 
 /* ------------------------------------------------------------------------ */
+/* Valid variants                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* eps of the model in `dir` for one 3 x H x W image at timestep t. */
+static float *forward_dir(const char *dir, const float *x, int H, int W, float t)
+{
+    char err[512];
+    ddpm_model *m = NULL;
+    ddpm_unet_plan *p = NULL;
+    ddpm_status s = ddpm_model_load(dir, &m, err, sizeof err);
+    CHECK(s == DDPM_OK, "load %s: %s", dir, err);
+    if (s != DDPM_OK)
+        return NULL;
+    float *eps = malloc((size_t)3 * H * W * sizeof *eps);
+    s = ddpm_unet_plan_create(m, 1, H, W, 0, &p, err, sizeof err);
+    if (s == DDPM_OK)
+        s = ddpm_unet_forward(p, x, &t, eps, err, sizeof err);
+    CHECK(s == DDPM_OK, "forward %s: %s", dir, err);
+    ddpm_unet_plan_free(p);
+    ddpm_model_free(m);
+    if (s != DDPM_OK) {
+        free(eps);
+        return NULL;
+    }
+    return eps;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        d = e > d || e != e ? e : d;
+        mx = fabs(b[i]) > mx ? fabs(b[i]) : mx;
+    }
+    return d / (mx > 0 ? mx : 1);
+}
+
+static void e_attention_1x1(tensors *t)
+{
+    /* every attention linear weight [C, C] stored as [C, C, 1, 1] */
+    static const char *const kinds[] = {".query.weight", ".key.weight", ".value.weight", ".proj_attn.weight",
+                                        ".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight"};
+    for (int i = 0; i < t->n; i++)
+        for (int k = 0; k < 8; k++)
+            if (strstr(t->e[i].name, kinds[k]) && t->e[i].ndim == 2) {
+                t->e[i].shape[2] = t->e[i].shape[3] = 1;
+                t->e[i].ndim = 4;
+            }
+}
+
+static void variants(void)
+{
+    char vec[4096], err[512];
+    snprintf(vec, sizeof vec, "%s/vectors.safetensors", good_dir);
+    float *x = NULL;
+    int64_t shape[DDPM_MAX_DIMS];
+    int nd = 0;
+    if (ddpm_tensor_read(vec, "x", &x, shape, &nd, err, sizeof err) != DDPM_OK || nd != 4 || shape[1] != 3) {
+        CHECK(0, "no usable x in %s: %s", vec, err);
+        free(x);
+        return;
+    }
+    const int H = (int)shape[2], W = (int)shape[3];
+    const size_t n = (size_t)3 * H * W;
+    float *ref = forward_dir(good_dir, x, H, W, 250.0f);
+
+    tensor_case("attention-1x1-shapes", e_attention_1x1, DDPM_OK, NULL);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/attention-1x1-shapes", work_dir);
+    float *eps = forward_dir(dir, x, H, W, 250.0f);
+    if (ref && eps)
+        CHECK(memcmp(ref, eps, n * sizeof *eps) == 0, "[C, C, 1, 1] attention weights change the output (%.3g)",
+              rel_diff(eps, ref, n));
+    free(eps);
+
+    /* center_input_sample: the model sees 2 x' - 1, so x' = (x + 1) / 2
+     * must give the original output (up to the rounding of x') */
+    config_key_case("center-input-sample", "center_input_sample", "true", DDPM_OK, NULL);
+    snprintf(dir, sizeof dir, "%s/center-input-sample", work_dir);
+    float *xc = malloc(n * sizeof *xc);
+    for (size_t i = 0; i < n; i++)
+        xc[i] = (x[i] + 1.0f) * 0.5f;
+    float *same = forward_dir(dir, xc, H, W, 250.0f);
+    float *other = forward_dir(dir, x, H, W, 250.0f);
+    if (ref && same && other) {
+        double d = rel_diff(same, ref, n), o = rel_diff(other, ref, n);
+        printf("center_input_sample: eps((x+1)/2) vs eps(x) of the original: %.3g; eps(x): %.3g\n", d, o);
+        CHECK(d < 1e-5, "center_input_sample: %.3g", d);
+        CHECK(o > 1e-2, "center_input_sample changes nothing (%.3g)", o);
+    }
+    free(same);
+    free(other);
+    free(xc);
+    free(ref);
+    free(x);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Tensor file I/O                                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -596,6 +697,7 @@ int main(int argc, char **argv)
     config_key_case("config-levels-9", "block_out_channels", "[8,8,8,8,8,8,8,8,8]", DDPM_ERR_UNSUPPORTED,
                     "block_out_channels");
 
+    variants();
     tensor_io();
 
     printf("%d cases, %s\n", cases, failures ? "FAILED" : "ok");

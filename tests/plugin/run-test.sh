@@ -11,8 +11,9 @@
 #   DDPM_PLUGIN  the plug-in executable       DDPM_CLI   the `ddpm` CLI
 #   PNG_CHECK    tests/plugin/png_check       PO_BUILD   build dir of po/
 #   TEST_SRC     this folder                  TEST_WORK  scratch folder
-#   DDPM_TEST_MODEL  model folder to test with (default: the first model
-#                folder under tests/engine/data)
+#   DDPM_TEST_MODEL  model folder to test with (default: the engine suite's
+#                tiny random-weight tests/engine/data/texture, else the
+#                first model folder there)
 #
 # The profile is what `meson install` or a user would make:
 #   <profile>/plug-ins/ddpm/ddpm, <profile>/plug-ins/ddpm/locale/ko/...,
@@ -27,7 +28,7 @@ command -v gimp-console-3.0 >/dev/null || { echo "skip: no gimp-console-3.0"; ex
 is_model() { [ -f "$1/config.json" ] && [ -f "$1/diffusion_pytorch_model.safetensors" ]; }
 model=${DDPM_TEST_MODEL:-}
 if [ -z "$model" ]; then
-  for d in "$TEST_SRC"/../engine/data/*/; do
+  for d in "$TEST_SRC"/../engine/data/texture/ "$TEST_SRC"/../engine/data/*/; do
     d=${d%/}
     if is_model "$d"; then model=$d; break; fi
   done
