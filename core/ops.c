@@ -25,13 +25,13 @@
 #include "ops.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Block sizes.  Results do not depend on them beyond rounding, and tests
  * shrink them (ops_use_tiny_blocks) to run every multi-block path on small
@@ -43,12 +43,12 @@ typedef struct {
     int shift_min_width;       /* narrower images use im2col                   */
     size_t score_budget;       /* floats of one block of attention scores      */
     double gemm_split_flops;   /* smaller GEMMs are one call                   */
-    int gemm_min_columns;      /* narrowest block of columns                   */
+    int gemm_block;            /* columns of a GEMM block (rows: a quarter)    */
     size_t wino_budget;        /* floats of V and M of one band of tile rows   */
     int wino_min_tiles;        /* but at least this many tiles in a band       */
 } block_sizes;
 
-static const block_sizes normal_blocks = {512 * 1024, 128 * 1024, 512, 16, 256 * 1024, 2e6, 64, 256 * 1024, 256};
+static const block_sizes normal_blocks = {512 * 1024, 128 * 1024, 512, 16, 256 * 1024, 2e6, 256, 256 * 1024, 256};
 static const block_sizes tiny_blocks = {1024, 512, 16, 16, 512, 0.0, 16, 256, 1};
 static const block_sizes *blocks = &normal_blocks;
 
@@ -67,18 +67,175 @@ void ops_use_tiny_blocks(int on)
 #define VECTOR_CLONES
 #endif
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static size_t round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A team of threads                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* parallel_for(threads, n, fn, ctx) runs fn(ctx, i, slot) for i = 0 .. n-1:
+ * the caller (slot 0) and up to threads - 1 pooled workers (slots 1, 2, ..)
+ * claim the tasks one at a time, and it returns as soon as every task is
+ * done.  It never waits for a worker that has not taken part: on a busy
+ * machine a worker may not get a core for milliseconds, and the caller then
+ * does the tasks itself.  (An OpenMP team waits for every member at every
+ * barrier; with other programs running that made two threads fifty times
+ * slower than one.)  Which thread runs a task never changes its result.
+ *
+ * A job is published by bumping `gen`; a task is claimed by a compare-and-
+ * swap on `claim` = gen << 32 | next task, so a worker that wakes late can
+ * never claim a task of a job that is over.  The descriptors of two jobs
+ * alternate: job g's can only be overwritten by job g + 2, which starts
+ * after job g has finished.  Idle workers spin a little, then sleep. */
+
+typedef void (*task_fn)(void *ctx, int task, int slot);
+
+#define POOL_MAX_THREADS 64
+#define POOL_SPIN 20000
+
+typedef struct {
+    _Atomic(task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int ntasks, team;
+} pool_job;
+
+static struct {
+    pthread_mutex_t busy;               /* one job at a time in the process */
+    pthread_mutex_t mu;                 /* sleeping workers                 */
+    pthread_cond_t wake;
+    int workers;                        /* started: slots 1 .. workers      */
+    atomic_uint gen;
+    pool_job jobs[2];
+    atomic_uint_least64_t claim;
+    atomic_int done;
+    atomic_int sleepers;
+} pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+/* The next task of job g, or -1 when it has none left (or is over). */
+static int pool_claim(unsigned g, int n)
+{
+    uint_least64_t c = atomic_load(&pool.claim);
+    while ((unsigned)(c >> 32) == g && (int)(uint32_t)c < n)
+        if (atomic_compare_exchange_weak(&pool.claim, &c, c + 1))
+            return (int)(uint32_t)c;
+    return -1;
+}
+
+static void pool_work(unsigned g, const pool_job *j, int slot)
+{
+    task_fn fn = atomic_load(&j->fn);
+    void *ctx = atomic_load(&j->ctx);
+    int n = atomic_load(&j->ntasks), task;
+    while ((task = pool_claim(g, n)) >= 0) {
+        fn(ctx, task, slot);
+        atomic_fetch_add(&pool.done, 1);
+    }
+}
+
+/* Wait for a job other than `seen`: spin, then sleep.  (Sleeping: the
+ * worker counts itself in `sleepers` before its last look at gen, the
+ * publisher looks at `sleepers` after bumping gen, so one of them sees the
+ * other and no wake-up is lost.) */
+static unsigned pool_wait(unsigned seen)
+{
+    for (int i = 0; i < POOL_SPIN; i++) {
+        unsigned g = atomic_load(&pool.gen);
+        if (g != seen)
+            return g;
+    }
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add(&pool.sleepers, 1);
+    unsigned g;
+    while ((g = atomic_load(&pool.gen)) == seen)
+        pthread_cond_wait(&pool.wake, &pool.mu);
+    atomic_fetch_sub(&pool.sleepers, 1);
+    pthread_mutex_unlock(&pool.mu);
+    return g;
+}
+
+static void *pool_worker(void *arg)
+{
+    const int slot = (int)(intptr_t)arg;
+    unsigned seen = atomic_load(&pool.gen);
+    for (;;) {
+        seen = pool_wait(seen);
+        const pool_job *j = &pool.jobs[seen & 1];
+        if (slot < atomic_load(&j->team))
+            pool_work(seen, j, slot);
+    }
+    return NULL;
+}
+
+/* Start workers up to slot threads - 1 (as many as the system allows). */
+static int pool_grow(int threads)
+{
+    while (pool.workers < threads - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int ok = pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)(pool.workers + 1)) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok)
+            break;
+        pool.workers++;
+    }
+    return pool.workers + 1;
+}
+
+static void parallel_for(int threads, int n, task_fn fn, void *ctx)
+{
+    if (threads > POOL_MAX_THREADS)
+        threads = POOL_MAX_THREADS;
+    if (threads > n)
+        threads = n;
+    if (threads <= 1) {
+        for (int i = 0; i < n; i++)
+            fn(ctx, i, 0);
+        return;
+    }
+    pthread_mutex_lock(&pool.busy);
+    int available = pool_grow(threads);
+    if (threads > available)
+        threads = available;
+    unsigned g = atomic_load(&pool.gen) + 1;
+    pool_job *j = &pool.jobs[g & 1];
+    atomic_store(&j->fn, fn);
+    atomic_store(&j->ctx, ctx);
+    atomic_store(&j->ntasks, n);
+    atomic_store(&j->team, threads);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.claim, (uint_least64_t)g << 32);
+    atomic_store(&pool.gen, g);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    pool_work(g, j, 0);
+    /* tasks claimed by workers may still be running */
+    while (atomic_load(&pool.done) < n)
+        sched_yield();
+    pthread_mutex_unlock(&pool.busy);
+}
+
+void ops_start_threads(int threads)
+{
+    if (threads > POOL_MAX_THREADS)
+        threads = POOL_MAX_THREADS;
+    pthread_mutex_lock(&pool.busy);
+    pool_grow(threads);
+    pthread_mutex_unlock(&pool.busy);
+}
+
+/* Team size for work of `size` elements: small work is not worth waking
+ * anybody for. */
+static int team_for(size_t size, int threads)
+{
+    return size > 65536 ? threads : 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -130,67 +287,95 @@ void silu_inplace(float *v, size_t n)
         v[i] = silu(v[i]);
 }
 
+typedef struct {
+    float *y;
+    const float *x, *bias, *extra;
+    size_t HW;
+} fill_args;
+
+static void fill_bias_task(void *ctx, int c, int slot)
+{
+    const fill_args *a = ctx;
+    float v = a->bias[c] + (a->extra ? a->extra[c] : 0.0f);
+    float *row = a->y + (size_t)c * a->HW;
+    (void)slot;
+    for (size_t p = 0; p < a->HW; p++)
+        row[p] = v;
+}
+
 void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW, int threads)
 {
-    (void)threads;   /* unused without OpenMP */
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * HW > 65536)
-    for (int c = 0; c < C; c++) {
-        float v = bias[c] + (extra ? extra[c] : 0.0f);
-        float *row = y + (size_t)c * HW;
-        for (size_t p = 0; p < HW; p++)
-            row[p] = v;
-    }
+    fill_args a = {y, NULL, bias, extra, HW};
+    parallel_for(team_for((size_t)C * HW, threads), C, fill_bias_task, &a);
+}
+
+static void fill_residual_task(void *ctx, int c, int slot)
+{
+    const fill_args *a = ctx;
+    float b = a->bias[c];
+    const float *xr = a->x + (size_t)c * a->HW;
+    float *row = a->y + (size_t)c * a->HW;
+    (void)slot;
+    for (size_t p = 0; p < a->HW; p++)
+        row[p] = xr[p] + b;
 }
 
 void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW, int threads)
 {
-    (void)threads;   /* unused without OpenMP */
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * HW > 65536)
-    for (int c = 0; c < C; c++) {
-        float b = bias[c];
-        const float *xr = x + (size_t)c * HW;
-        float *row = y + (size_t)c * HW;
-        for (size_t p = 0; p < HW; p++)
-            row[p] = xr[p] + b;
-    }
+    fill_args a = {y, x, bias, NULL, HW};
+    parallel_for(team_for((size_t)C * HW, threads), C, fill_residual_task, &a);
 }
 
 /* ------------------------------------------------------------------------ */
 /* GEMM shared by a team                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* C (M x N) = alpha op(A) op(B) + beta C, row-major.  With a team of
- * threads the product is cut into blocks of columns (or of rows when N is
- * small), two per thread so that a slow thread can be helped.  Every
- * element is one dot product over K in OpenBLAS's order whatever the cut,
- * so the thread count changes nothing but, at most, GEMM's own rounding. */
+typedef struct {
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K;
+    float alpha;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+    float *C;
+    int ldc;
+    int by_columns, len, block;
+} gemm_args;
+
+static void gemm_task(void *ctx, int b, int slot)
+{
+    const gemm_args *g = ctx;
+    int s = b * g->block, n = g->len - s < g->block ? g->len - s : g->block;
+    (void)slot;
+    if (g->by_columns)
+        cblas_sgemm(CblasRowMajor, g->ta, g->tb, g->M, n, g->K, g->alpha, g->A, g->lda,
+                    g->tb == CblasTrans ? g->B + (size_t)s * g->ldb : g->B + s, g->ldb, g->beta, g->C + s, g->ldc);
+    else
+        cblas_sgemm(CblasRowMajor, g->ta, g->tb, n, g->N, g->K, g->alpha,
+                    g->ta == CblasTrans ? g->A + s : g->A + (size_t)s * g->lda, g->lda, g->B, g->ldb, g->beta,
+                    g->C + (size_t)s * g->ldc, g->ldc);
+}
+
+/* C (M x N) = alpha op(A) op(B) + beta C, row-major, as blocks of columns
+ * (or of rows when N is small) that the team shares.  The cut depends on
+ * the shape only, never on the team, so every element comes out of the same
+ * OpenBLAS call whatever the thread count: bit for bit the same result. */
 static void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc, int threads)
 {
     const enum CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
-    int by_columns = N >= blocks->gemm_min_columns * 2 || N >= M;
-    int len = by_columns ? N : M, unit = by_columns ? blocks->gemm_min_columns : 16;
-    int nblocks = threads > 1 ? 2 * threads : 1;
-    if (nblocks > len / unit)
-        nblocks = len / unit;
-    if (threads > 1 && blocks->gemm_split_flops == 0.0)
-        nblocks = nblocks < 2 ? 2 : nblocks;      /* tiny blocks: always exercise the split */
-    if (nblocks < 2 || (2.0 * M * N * K < blocks->gemm_split_flops)) {
+    const int unit = blocks->gemm_block;
+    int by_columns = N >= 2 * unit, len = by_columns ? N : M;
+    int nblocks = len / (by_columns ? unit : unit / 4);
+    if (nblocks < 2 || 2.0 * M * N * K < blocks->gemm_split_flops) {
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int block = (int)round_up((size_t)(len + nblocks - 1) / nblocks, 16);
-    nblocks = (len + block - 1) / block;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-    for (int b = 0; b < nblocks; b++) {
-        int s = b * block, n = len - s < block ? len - s : block;
-        if (by_columns)
-            cblas_sgemm(CblasRowMajor, ta, tb, M, n, K, alpha, A, lda, transB ? B + (size_t)s * ldb : B + s, ldb,
-                        beta, C + s, ldc);
-        else
-            cblas_sgemm(CblasRowMajor, ta, tb, n, N, K, alpha, transA ? A + s : A + (size_t)s * lda, lda, B, ldb,
-                        beta, C + (size_t)s * ldc, ldc);
-    }
+    gemm_args g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, by_columns, len, 0};
+    g.block = (int)round_up((size_t)(len + nblocks - 1) / nblocks, 16);
+    parallel_for(threads, (len + g.block - 1) / g.block, gemm_task, &g);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -215,68 +400,85 @@ float *padded_interior(float *xp, int W)
 /* Circular: the border repeats the opposite edge (rows first, then whole
  * columns, which also fills the corners); zero: the border is 0.  The slack
  * row and column of odd sizes are always 0. */
+typedef struct {
+    float *xp;
+    const float *x;
+    int H, W, flag;       /* circular (pad_borders) or center (pad_copy) */
+} pad_args;
+
+static void pad_borders_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W, Wp = padded_stride(W), circular = a->flag;
+    float *p = a->xp + (size_t)c * padded_plane(H, W);
+    (void)slot;
+    if (circular) {
+        memcpy(p + 1, p + (size_t)H * Wp + 1, (size_t)W * sizeof *p);
+        memcpy(p + (size_t)(H + 1) * Wp + 1, p + Wp + 1, (size_t)W * sizeof *p);
+        for (int i = 0; i < H + 2; i++) {
+            p[(size_t)i * Wp] = p[(size_t)i * Wp + W];
+            p[(size_t)i * Wp + W + 1] = p[(size_t)i * Wp + 1];
+        }
+    } else {
+        memset(p, 0, (size_t)Wp * sizeof *p);
+        memset(p + (size_t)(H + 1) * Wp, 0, (size_t)Wp * sizeof *p);
+        for (int i = 1; i <= H; i++)
+            p[(size_t)i * Wp] = p[(size_t)i * Wp + W + 1] = 0.0f;
+    }
+    if (W & 1)
+        for (int i = 0; i < H + 2; i++)
+            p[(size_t)i * Wp + W + 2] = 0.0f;
+    if (H & 1)
+        memset(p + (size_t)(H + 2) * Wp, 0, (size_t)Wp * sizeof *p);
+
+}
+
 void pad_borders(float *xp, int C, int H, int W, int circular, int threads)
 {
-    (void)threads;   /* unused without OpenMP */
-    const int Wp = padded_stride(W);
-    const size_t P = padded_plane(H, W);
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
-    for (int c = 0; c < C; c++) {
-        float *p = xp + (size_t)c * P;
-        if (circular) {
-            memcpy(p + 1, p + (size_t)H * Wp + 1, (size_t)W * sizeof *p);
-            memcpy(p + (size_t)(H + 1) * Wp + 1, p + Wp + 1, (size_t)W * sizeof *p);
-            for (int i = 0; i < H + 2; i++) {
-                p[(size_t)i * Wp] = p[(size_t)i * Wp + W];
-                p[(size_t)i * Wp + W + 1] = p[(size_t)i * Wp + 1];
-            }
-        } else {
-            memset(p, 0, (size_t)Wp * sizeof *p);
-            memset(p + (size_t)(H + 1) * Wp, 0, (size_t)Wp * sizeof *p);
-            for (int i = 1; i <= H; i++)
-                p[(size_t)i * Wp] = p[(size_t)i * Wp + W + 1] = 0.0f;
-        }
-        if (W & 1)
-            for (int i = 0; i < H + 2; i++)
-                p[(size_t)i * Wp + W + 2] = 0.0f;
-        if (H & 1)
-            memset(p + (size_t)(H + 2) * Wp, 0, (size_t)Wp * sizeof *p);
+    pad_args a = {xp, NULL, H, W, circular};
+    parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_borders_task, &a);
+}
+
+static void pad_copy_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W;
+    float *dst = padded_interior(a->xp + (size_t)c * padded_plane(H, W), W);
+    const float *src = a->x + (size_t)c * H * W;
+    (void)slot;
+    for (int i = 0; i < H; i++, dst += padded_stride(W), src += W) {
+        if (a->flag)
+            for (int j = 0; j < W; j++)
+                dst[j] = 2.0f * src[j] - 1.0f;
+        else
+            memcpy(dst, src, (size_t)W * sizeof *dst);
     }
 }
 
 void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads)
 {
-    (void)threads;   /* unused without OpenMP */
-    const size_t P = padded_plane(H, W);
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
-    for (int c = 0; c < C; c++) {
-        float *dst = padded_interior(xp + (size_t)c * P, W);
-        const float *src = x + (size_t)c * H * W;
-        for (int i = 0; i < H; i++, dst += padded_stride(W), src += W) {
-            if (center)
-                for (int j = 0; j < W; j++)
-                    dst[j] = 2.0f * src[j] - 1.0f;
-            else
-                memcpy(dst, src, (size_t)W * sizeof *dst);
-        }
-    }
+    pad_args a = {xp, x, H, W, center};
+    parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_copy_task, &a);
 }
 
 /* Nearest x2: output pixel (i, j) of 2H x 2W is input pixel (i/2, j/2). */
+static void pad_upsample2_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W, H2 = 2 * H, W2 = 2 * W;
+    float *dst = padded_interior(a->xp + (size_t)c * padded_plane(H2, W2), W2);
+    (void)slot;
+    for (int i = 0; i < H2; i++, dst += padded_stride(W2)) {
+        const float *src = a->x + ((size_t)c * H + i / 2) * W;
+        for (int j = 0; j < W2; j++)
+            dst[j] = src[j / 2];
+    }
+}
+
 void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads)
 {
-    (void)threads;   /* unused without OpenMP */
-    const int H2 = 2 * H, W2 = 2 * W;
-    const size_t P = padded_plane(H2, W2);
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)C * P > 65536)
-    for (int c = 0; c < C; c++) {
-        float *dst = padded_interior(xp + (size_t)c * P, W2);
-        for (int i = 0; i < H2; i++, dst += padded_stride(W2)) {
-            const float *src = x + ((size_t)c * H + i / 2) * W;
-            for (int j = 0; j < W2; j++)
-                dst[j] = src[j / 2];
-        }
-    }
+    pad_args a = {xp, x, H, W, 0};
+    parallel_for(team_for((size_t)C * padded_plane(2 * H, 2 * W), threads), C, pad_upsample2_task, &a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -310,16 +512,13 @@ static int use_shift(int cin, int W)
 }
 
 /* Positions of the flat padded grid per strip of the shifted scheme: the
- * strip's output should stay in cache across the nine taps, and a team
- * needs at least one strip per thread. */
-static size_t shift_strip(int cout, size_t n, int threads)
+ * strip's output should stay in cache across the nine taps.  (A function
+ * of the shape only, like every cut here.) */
+static size_t shift_strip(int cout, size_t n)
 {
     size_t s = round_up(blocks->shift_budget / (size_t)cout, 16);
     if (s < blocks->shift_min_strip)
         s = blocks->shift_min_strip;
-    size_t share = round_up((n + (size_t)threads - 1) / (size_t)threads, 16);
-    if (s > share)
-        s = share;
     return s < n ? s : n;
 }
 
@@ -334,31 +533,29 @@ static int im2col_rows(size_t K, int H, int W)
 
 /* Tile rows per band of the Winograd scheme: V and M of a band should stay
  * in cache; but every band reads (and OpenBLAS packs) all of U again, so
- * when U is larger than the cache a band gets wino_min_tiles tiles at least.
- * And a team needs a band per thread. */
-static int wino_rows(int cin, int cout, int W, int H, int threads)
+ * when U is larger than the cache a band gets wino_min_tiles tiles at least. */
+static int wino_rows(int cin, int cout, int W, int H)
 {
     const int tw = (W + 1) / 2, th = (H + 1) / 2;
     size_t r = blocks->wino_budget / ((size_t)16 * (cin + cout) * tw);
     size_t least = (size_t)(blocks->wino_min_tiles + tw - 1) / tw;
     if (r < least && (size_t)16 * cin * cout > 2 * blocks->wino_budget)
         r = least;
-    int share = (th + threads - 1) / threads;
-    if (r > (size_t)share)
-        r = (size_t)share;
+    if (r > (size_t)th)
+        r = (size_t)th;
     return r < 1 ? 1 : (int)r;
 }
 
 size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
 {
     if (conv3x3_uses_winograd(cin, cout)) {
-        const size_t tw = (size_t)(W + 1) / 2, rows = (size_t)wino_rows(cin, cout, W, H, threads);
-        /* per thread: V, M and a row of transform temporaries */
-        return (size_t)threads * (16 * (size_t)(cin + cout) * rows * tw + 16 * tw);
+        const size_t tw = (size_t)(W + 1) / 2, rows = (size_t)wino_rows(cin, cout, W, H);
+        /* V and M of a band, and per thread a row of transform temporaries */
+        return 16 * (size_t)(cin + cout) * rows * tw + (size_t)threads * 16 * tw;
     }
     if (use_shift(cin, W)) {
         size_t n = (size_t)(H - 1) * padded_stride(W) + W;
-        return (size_t)threads * (size_t)cout * shift_strip(cout, n, threads);
+        return (size_t)threads * (size_t)cout * shift_strip(cout, n);
     }
     size_t K = (size_t)9 * cin;
     return K * (size_t)im2col_rows(K, H, W) * (size_t)W;
@@ -411,110 +608,139 @@ void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
     }
 }
 
-/* V[c][xi][r tw + tx] = (B^T d B)[xi] for the tiles of tile rows ty0 ..
- * ty0 + nr - 1; `tmp` holds 16 tw floats. */
-VECTOR_CLONES static void wino_input(const float *xp, int cin, int H, int W, int ty0, int nr, float *V, float *tmp)
+/* V[c][xi][r tw + tx] = (B^T d B)[xi] for input channel c and the tiles of
+ * tile rows ty0 .. ty0 + nr - 1; `tmp` holds 16 tw floats. */
+VECTOR_CLONES static void wino_input(const float *xp, int ch, int H, int W, int ty0, int nr, float *V, float *tmp)
 {
     const int Wp = padded_stride(W), tw = (W + 1) / 2, n = nr * tw;
     const size_t P = padded_plane(H, W);
-    for (int ch = 0; ch < cin; ch++) {
-        const float *x = xp + (size_t)ch * P;
-        float *v = V + (size_t)ch * 16 * n;
-        for (int r = 0; r < nr; r++) {
-            /* d B: each of the patch's 4 rows, along its columns */
-            for (int i = 0; i < 4; i++) {
-                const float *row = x + (size_t)(2 * (ty0 + r) + i) * Wp;
-                float *t0 = tmp + (size_t)4 * i * tw, *t1 = t0 + tw, *t2 = t1 + tw, *t3 = t2 + tw;
-                for (int tx = 0; tx < tw; tx++) {
-                    float a = row[2 * tx], b = row[2 * tx + 1], c = row[2 * tx + 2], d = row[2 * tx + 3];
-                    t0[tx] = a - c;
-                    t1[tx] = b + c;
-                    t2[tx] = c - b;
-                    t3[tx] = b - d;
-                }
+    const float *x = xp + (size_t)ch * P;
+    float *v = V + (size_t)ch * 16 * n;
+    for (int r = 0; r < nr; r++) {
+        /* d B: each of the patch's 4 rows, along its columns */
+        for (int i = 0; i < 4; i++) {
+            const float *row = x + (size_t)(2 * (ty0 + r) + i) * Wp;
+            float *t0 = tmp + (size_t)4 * i * tw, *t1 = t0 + tw, *t2 = t1 + tw, *t3 = t2 + tw;
+            for (int tx = 0; tx < tw; tx++) {
+                float a = row[2 * tx], b = row[2 * tx + 1], c = row[2 * tx + 2], d = row[2 * tx + 3];
+                t0[tx] = a - c;
+                t1[tx] = b + c;
+                t2[tx] = c - b;
+                t3[tx] = b - d;
             }
-            /* B^T (d B): down the patch's columns */
-            for (int k = 0; k < 4; k++) {
-                const float *d0 = tmp + (size_t)k * tw, *d1 = d0 + 4 * tw, *d2 = d1 + 4 * tw, *d3 = d2 + 4 * tw;
-                float *o0 = v + (size_t)k * n + (size_t)r * tw, *o1 = o0 + 4 * (size_t)n, *o2 = o1 + 4 * (size_t)n,
-                      *o3 = o2 + 4 * (size_t)n;
-                for (int tx = 0; tx < tw; tx++) {
-                    o0[tx] = d0[tx] - d2[tx];
-                    o1[tx] = d1[tx] + d2[tx];
-                    o2[tx] = d2[tx] - d1[tx];
-                    o3[tx] = d1[tx] - d3[tx];
-                }
+        }
+        /* B^T (d B): down the patch's columns */
+        for (int k = 0; k < 4; k++) {
+            const float *d0 = tmp + (size_t)k * tw, *d1 = d0 + 4 * tw, *d2 = d1 + 4 * tw, *d3 = d2 + 4 * tw;
+            float *o0 = v + (size_t)k * n + (size_t)r * tw, *o1 = o0 + 4 * (size_t)n, *o2 = o1 + 4 * (size_t)n,
+                  *o3 = o2 + 4 * (size_t)n;
+            for (int tx = 0; tx < tw; tx++) {
+                o0[tx] = d0[tx] - d2[tx];
+                o1[tx] = d1[tx] + d2[tx];
+                o2[tx] = d2[tx] - d1[tx];
+                o3[tx] = d1[tx] - d3[tx];
             }
         }
     }
 }
 
-/* y (+)= A^T M A for the tiles of tile rows ty0 .. ty0 + nr - 1, pixels
- * inside the image only; `tmp` holds 8 tw floats. */
-VECTOR_CLONES static void wino_output(const float *M, const conv2d_w *c, const float *extra, int accumulate, int H, int W,
-                        int ty0, int nr, float *y, float *tmp)
+/* y (+)= A^T M A for output channel o and the tiles of tile rows ty0 ..
+ * ty0 + nr - 1, pixels inside the image only; `tmp` holds 8 tw floats. */
+VECTOR_CLONES static void wino_output(const float *M, const conv2d_w *c, int o, const float *extra, int accumulate,
+                                      int H, int W, int ty0, int nr, float *y, float *tmp)
 {
     const int tw = (W + 1) / 2, n = nr * tw, full = W / 2;
-    for (int o = 0; o < c->cout; o++) {
-        const float *m = M + (size_t)o * 16 * n;
-        const float bias = c->b[o] + (extra ? extra[o] : 0.0f);
-        for (int r = 0; r < nr; r++) {
-            /* A^T M: down the columns, two rows of results */
-            float *a0 = tmp, *a1 = tmp + 4 * tw;
-            for (int k = 0; k < 4; k++) {
-                const float *e0 = m + (size_t)k * n + (size_t)r * tw, *e1 = e0 + 4 * (size_t)n,
-                            *e2 = e1 + 4 * (size_t)n, *e3 = e2 + 4 * (size_t)n;
-                for (int tx = 0; tx < tw; tx++) {
-                    a0[k * tw + tx] = e0[tx] + e1[tx] + e2[tx];
-                    a1[k * tw + tx] = e1[tx] - e2[tx] - e3[tx];
-                }
+    const float *m = M + (size_t)o * 16 * n;
+    const float bias = c->b[o] + (extra ? extra[o] : 0.0f);
+    for (int r = 0; r < nr; r++) {
+        /* A^T M: down the columns, two rows of results */
+        float *a0 = tmp, *a1 = tmp + 4 * tw;
+        for (int k = 0; k < 4; k++) {
+            const float *e0 = m + (size_t)k * n + (size_t)r * tw, *e1 = e0 + 4 * (size_t)n,
+                        *e2 = e1 + 4 * (size_t)n, *e3 = e2 + 4 * (size_t)n;
+            for (int tx = 0; tx < tw; tx++) {
+                a0[k * tw + tx] = e0[tx] + e1[tx] + e2[tx];
+                a1[k * tw + tx] = e1[tx] - e2[tx] - e3[tx];
             }
-            /* (A^T M) A: along the rows, two pixels per tile */
-            for (int i = 0; i < 2; i++) {
-                int yi = 2 * (ty0 + r) + i;
-                if (yi >= H)
-                    break;
-                const float *a = i ? a1 : a0;
-                float *yr = y + ((size_t)o * H + yi) * W;
-                if (accumulate)
-                    for (int tx = 0; tx < full; tx++) {
-                        yr[2 * tx] += a[tx] + a[tw + tx] + a[2 * tw + tx];
-                        yr[2 * tx + 1] += a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx];
-                    }
-                else
-                    for (int tx = 0; tx < full; tx++) {
-                        yr[2 * tx] = a[tx] + a[tw + tx] + a[2 * tw + tx] + bias;
-                        yr[2 * tx + 1] = a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx] + bias;
-                    }
-                if (full < tw) {                     /* odd width: the last tile's left pixel */
-                    float v = a[full] + a[tw + full] + a[2 * tw + full];
-                    yr[2 * full] = accumulate ? yr[2 * full] + v : v + bias;
+        }
+        /* (A^T M) A: along the rows, two pixels per tile */
+        for (int i = 0; i < 2; i++) {
+            int yi = 2 * (ty0 + r) + i;
+            if (yi >= H)
+                break;
+            const float *a = i ? a1 : a0;
+            float *yr = y + ((size_t)o * H + yi) * W;
+            if (accumulate)
+                for (int tx = 0; tx < full; tx++) {
+                    yr[2 * tx] += a[tx] + a[tw + tx] + a[2 * tw + tx];
+                    yr[2 * tx + 1] += a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx];
                 }
+            else
+                for (int tx = 0; tx < full; tx++) {
+                    yr[2 * tx] = a[tx] + a[tw + tx] + a[2 * tw + tx] + bias;
+                    yr[2 * tx + 1] = a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx] + bias;
+                }
+            if (full < tw) {                     /* odd width: the last tile's left pixel */
+                float v = a[full] + a[tw + full] + a[2 * tw + full];
+                yr[2 * full] = accumulate ? yr[2 * full] + v : v + bias;
             }
         }
     }
+}
+
+/* Shared by the convolution schemes' tasks. */
+typedef struct {
+    const conv2d_w *c;
+    const float *xp, *extra;
+    float *y, *scratch;
+    int H, W, accumulate;
+    int ty0, nr;           /* Winograd: the band's tile rows                 */
+    size_t per_thread;     /* Winograd: floats of V and M (then temporaries) */
+    size_t n, S;           /* shifted: positions, positions a strip          */
+} conv_args;
+
+/* The three steps of a band (tile rows ty0 .. ty0 + nr - 1), each shared
+ * by the team: input transform by input channel, the 16 GEMMs, output
+ * transform by output channel. */
+static void wino_input_task(void *ctx, int ch, int slot)
+{
+    const conv_args *a = ctx;
+    float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
+    wino_input(a->xp, ch, a->H, a->W, a->ty0, a->nr, a->scratch, tmp);
+}
+
+/* M_xi = U_xi V_xi (the 16 xi of a channel are consecutive rows of V, M) */
+static void wino_gemm_task(void *ctx, int xi, int slot)
+{
+    const conv_args *a = ctx;
+    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * ((a->W + 1) / 2);
+    const float *V = a->scratch;
+    float *M = a->scratch + (size_t)16 * cin * n;
+    (void)slot;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, n, cin, 1.0f, a->c->u + (size_t)xi * cout * cin, cin,
+                V + (size_t)xi * n, 16 * n, 0.0f, M + (size_t)xi * n, 16 * n);
+}
+
+static void wino_output_task(void *ctx, int o, int slot)
+{
+    const conv_args *a = ctx;
+    const int n = a->nr * ((a->W + 1) / 2);
+    const float *M = a->scratch + (size_t)16 * a->c->cin * n;
+    float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
+    wino_output(M, a->c, o, a->extra, a->accumulate, a->H, a->W, a->ty0, a->nr, a->y, tmp);
 }
 
 static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
                              int accumulate, float *scratch, int threads)
 {
-    const int cin = c->cin, cout = c->cout, tw = (W + 1) / 2, th = (H + 1) / 2;
-    const int rows = wino_rows(cin, cout, W, H, threads), nbands = (th + rows - 1) / rows;
-    const size_t per_thread = 16 * (size_t)(cin + cout) * rows * tw + 16 * (size_t)tw;
-
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-    for (int b = 0; b < nbands; b++) {
-        int ty0 = b * rows, nr = th - ty0 < rows ? th - ty0 : rows, n = nr * tw;
-        float *V = scratch + (size_t)thread_id() * per_thread;
-        float *M = V + (size_t)16 * cin * n;
-        float *tmp = M + (size_t)16 * cout * n;
-        wino_input(xp, cin, H, W, ty0, nr, V, tmp);
-        /* M_xi = U_xi V_xi; the 16 xi of a channel are consecutive rows */
-        for (int xi = 0; xi < 16; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, n, cin, 1.0f,
-                        c->u + (size_t)xi * cout * cin, cin, V + (size_t)xi * n, 16 * n, 0.0f, M + (size_t)xi * n,
-                        16 * n);
-        wino_output(M, c, extra, accumulate, H, W, ty0, nr, y, tmp);
+    const int tw = (W + 1) / 2, th = (H + 1) / 2, rows = wino_rows(c->cin, c->cout, W, H);
+    conv_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .scratch = scratch, .H = H, .W = W,
+                   .accumulate = accumulate, .per_thread = 16 * (size_t)(c->cin + c->cout) * rows * tw};
+    for (a.ty0 = 0; a.ty0 < th; a.ty0 += rows) {
+        a.nr = th - a.ty0 < rows ? th - a.ty0 : rows;
+        parallel_for(team_for((size_t)c->cin * a.nr * tw * 16, threads), c->cin, wino_input_task, &a);
+        parallel_for(threads, 16, wino_gemm_task, &a);
+        parallel_for(team_for((size_t)c->cout * a.nr * tw * 16, threads), c->cout, wino_output_task, &a);
     }
 }
 
@@ -522,65 +748,83 @@ static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, f
 /* Shifted GEMMs and im2col                                                  */
 /* ------------------------------------------------------------------------ */
 
+static void shifted_task(void *ctx, int s, int slot)
+{
+    const conv_args *a = ctx;
+    const conv2d_w *c = a->c;
+    const int cin = c->cin, cout = c->cout, H = a->H, W = a->W, Wp = padded_stride(W), accumulate = a->accumulate;
+    const size_t P = padded_plane(H, W), n = a->n, S = a->S;
+    const float *xp = a->xp, *extra = a->extra;
+    float *y = a->y;
+    float *yp = a->scratch + (size_t)slot * cout * S;
+    size_t p0 = (size_t)s * S, m = n - p0 < S ? n - p0 : S;
+    /* yp (cout x m) = sum over taps of W_tap . xp shifted by the tap */
+    for (int t = 0; t < 9; t++) {
+        int ky = t / 3, kx = t % 3;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)m, cin, 1.0f, c->w + (size_t)t * cin,
+                    9 * cin, xp + (size_t)ky * Wp + kx + p0, (int)P, t ? 1.0f : 0.0f, yp, (int)m);
+    }
+    /* y (+)= the positions that are pixels: p = i Wp + j with j < W */
+    size_t i0 = p0 / Wp, i1 = (p0 + m - 1) / Wp;
+    for (int o = 0; o < cout; o++) {
+        const float *src = yp + (size_t)o * m;
+        float *dst = y + (size_t)o * H * W;
+        const float b = c->b[o] + (extra ? extra[o] : 0.0f);
+        for (size_t i = i0; i <= i1; i++) {
+            size_t row = i * Wp;
+            size_t j0 = p0 > row ? p0 - row : 0, j1 = p0 + m - row < (size_t)W ? p0 + m - row : (size_t)W;
+            float *d = dst + i * W;
+            const float *v = src + row - p0;
+            if (accumulate)
+                for (size_t j = j0; j < j1; j++)
+                    d[j] += v[j];
+            else
+                for (size_t j = j0; j < j1; j++)
+                    d[j] = v[j] + b;
+        }
+    }
+
+}
+
 static void conv3x3_shifted(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
                             int accumulate, float *scratch, int threads)
 {
-    const int cin = c->cin, cout = c->cout, Wp = padded_stride(W);
-    const size_t P = padded_plane(H, W);
-    const size_t n = (size_t)(H - 1) * Wp + W;           /* last interior position + 1 */
-    const size_t S = shift_strip(cout, n, threads);
-    const int nstrips = (int)((n + S - 1) / S);
+    const size_t n = (size_t)(H - 1) * padded_stride(W) + W;    /* last interior position + 1 */
+    const size_t S = shift_strip(c->cout, n);
+    conv_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .scratch = scratch, .H = H, .W = W,
+                   .accumulate = accumulate, .n = n, .S = S};
+    parallel_for(threads, (int)((n + S - 1) / S), shifted_task, &a);
+}
 
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-    for (int s = 0; s < nstrips; s++) {
-        float *yp = scratch + (size_t)thread_id() * cout * S;
-        size_t p0 = (size_t)s * S, m = n - p0 < S ? n - p0 : S;
-        /* yp (cout x m) = sum over taps of W_tap . xp shifted by the tap */
-        for (int t = 0; t < 9; t++) {
-            int ky = t / 3, kx = t % 3;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)m, cin, 1.0f, c->w + (size_t)t * cin,
-                        9 * cin, xp + (size_t)ky * Wp + kx + p0, (int)P, t ? 1.0f : 0.0f, yp, (int)m);
-        }
-        /* y (+)= the positions that are pixels: p = i Wp + j with j < W */
-        size_t i0 = p0 / Wp, i1 = (p0 + m - 1) / Wp;
-        for (int o = 0; o < cout; o++) {
-            const float *src = yp + (size_t)o * m;
-            float *dst = y + (size_t)o * H * W;
-            const float b = c->b[o] + (extra ? extra[o] : 0.0f);
-            for (size_t i = i0; i <= i1; i++) {
-                size_t row = i * Wp;
-                size_t j0 = p0 > row ? p0 - row : 0, j1 = p0 + m - row < (size_t)W ? p0 + m - row : (size_t)W;
-                float *d = dst + i * W;
-                const float *v = src + row - p0;
-                if (accumulate)
-                    for (size_t j = j0; j < j1; j++)
-                        d[j] += v[j];
-                else
-                    for (size_t j = j0; j < j1; j++)
-                        d[j] = v[j] + b;
-            }
-        }
-    }
+/* A strip of the column matrix: rows r0 .. r0 + rows - 1 of the output. */
+typedef struct {
+    const float *x;
+    float *col;
+    int cin, H, W, r0, rows;
+    int pad_lt, circular;          /* Downsample2D */
+} im2col_args;
+
+/* col[(t, c), (i - r0) W + j] = xp[c, i + ky, j + kx], for row k = (t, c). */
+static void im2col_task(void *ctx, int k, int slot)
+{
+    const im2col_args *a = ctx;
+    const int t = k / a->cin, ch = k % a->cin, ky = t / 3, kx = t % 3, W = a->W, Wp = padded_stride(W);
+    const float *src = a->x + (size_t)ch * padded_plane(a->H, W) + (size_t)(a->r0 + ky) * Wp + kx;
+    float *dst = a->col + (size_t)k * a->rows * W;
+    (void)slot;
+    for (int i = 0; i < a->rows; i++)
+        memcpy(dst + (size_t)i * W, src + (size_t)i * Wp, (size_t)W * sizeof *dst);
 }
 
 static void conv3x3_im2col(const conv2d_w *c, const float *xp, int H, int W, float *y, float *col, int threads)
 {
-    const int cin = c->cin, cout = c->cout, Wp = padded_stride(W), K = 9 * cin;
-    const size_t P = padded_plane(H, W);
-    const int R = im2col_rows((size_t)K, H, W);
+    const int K = 9 * c->cin, R = im2col_rows((size_t)K, H, W);
     for (int r0 = 0; r0 < H; r0 += R) {
         int rows = H - r0 < R ? H - r0 : R;
         size_t n = (size_t)rows * W;
-        /* col[(t, c), (i - r0) W + j] = xp[c, i + ky, j + kx] */
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)K * n > 65536)
-        for (int k = 0; k < K; k++) {
-            int t = k / cin, ch = k % cin, ky = t / 3, kx = t % 3;
-            const float *src = xp + (size_t)ch * P + (size_t)(r0 + ky) * Wp + kx;
-            float *dst = col + (size_t)k * n;
-            for (int i = 0; i < rows; i++)
-                memcpy(dst + (size_t)i * W, src + (size_t)i * Wp, (size_t)W * sizeof *dst);
-        }
-        gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * W, H * W, threads);
+        im2col_args a = {xp, col, c->cin, H, W, r0, rows, 0, 0};
+        parallel_for(team_for((size_t)K * n, threads), K, im2col_task, &a);
+        gemm(0, 0, c->cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * W, H * W, threads);
     }
 }
 
@@ -616,6 +860,32 @@ static int wrap(int v, int n, int circular)
     return v < 0 ? v + n : v;
 }
 
+/* col[(t, c), (i - r0) Wo + j] = x[c, 2i + ky - pad, 2j + kx - pad]; only
+ * the first and last output column can read outside the image. */
+static void down_im2col_task(void *ctx, int k, int slot)
+{
+    const im2col_args *a = ctx;
+    const int t = k / a->cin, ch = k % a->cin, ky = t / 3, kx = t % 3;
+    const int H = a->H, W = a->W, Wo = W / 2, pad = a->pad_lt;
+    const float *xc = a->x + (size_t)ch * H * W;
+    float *dst = a->col + (size_t)k * a->rows * Wo;
+    (void)slot;
+    for (int i = a->r0; i < a->r0 + a->rows; i++, dst += Wo) {
+        int sy = wrap(2 * i + ky - pad, H, a->circular);
+        if (sy < 0) {
+            memset(dst, 0, (size_t)Wo * sizeof *dst);
+            continue;
+        }
+        const float *src = xc + (size_t)sy * W;
+        for (int j = 1; j < Wo - 1; j++)
+            dst[j] = src[2 * j + kx - pad];
+        for (int j = 0; j < Wo; j += Wo - 1 > 0 ? Wo - 1 : 1) {
+            int sx = wrap(2 * j + kx - pad, W, a->circular);
+            dst[j] = sx < 0 ? 0.0f : src[sx];
+        }
+    }
+}
+
 size_t conv_down_scratch_floats(int cin, int H, int W)
 {
     int Ho = H / 2, Wo = W / 2;
@@ -632,25 +902,8 @@ void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int p
     for (int r0 = 0; r0 < Ho; r0 += R) {
         int rows = Ho - r0 < R ? Ho - r0 : R;
         size_t n = (size_t)rows * Wo;
-        /* col[(t, c), (i - r0) Wo + j] = x[c, 2i + ky - pad, 2j + kx - pad] */
-#pragma omp parallel for schedule(static) num_threads(threads) if ((size_t)K * n > 65536)
-        for (int k = 0; k < K; k++) {
-            int t = k / cin, ch = k % cin, ky = t / 3, kx = t % 3;
-            const float *xc = x + (size_t)ch * H * W;
-            float *dst = col + (size_t)k * n;
-            for (int i = r0; i < r0 + rows; i++, dst += Wo) {
-                int sy = wrap(2 * i + ky - pad_lt, H, circular);
-                if (sy < 0) {
-                    memset(dst, 0, (size_t)Wo * sizeof *dst);
-                    continue;
-                }
-                const float *src = xc + (size_t)sy * W;
-                for (int j = 0; j < Wo; j++) {
-                    int sx = wrap(2 * j + kx - pad_lt, W, circular);
-                    dst[j] = sx < 0 ? 0.0f : src[sx];
-                }
-            }
-        }
+        im2col_args a = {x, col, cin, H, W, r0, rows, pad_lt, circular};
+        parallel_for(team_for((size_t)K * n, threads), K, down_im2col_task, &a);
         gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * Wo, Ho * Wo, threads);
     }
 }
@@ -727,45 +980,62 @@ VECTOR_CLONES static void norm_rows(const float *x, float *y, int H, int W, int 
  * One pass of sums about a shift K near the mean (the mean of the group's
  * first values):  mu = K + E[x - K],  var = E[(x - K)^2] - (mu - K)^2,
  * which does not cancel as long as K is within a few deviations of mu. */
-void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, const float *xa, int Ca,
-                const float *xb, int Cb, int H, int W, float *y, int padded, int threads)
+typedef struct {
+    const groupnorm_w *g;
+    double eps;
+    int silu_after, Ca, cpg, H, W, padded;
+    const float *xa, *xb;
+    float *y;
+} norm_args;
+
+static void group_norm_task(void *ctx, int gi, int slot)
 {
-    (void)threads;   /* unused without OpenMP */
-    const int C = Ca + Cb, cpg = C / groups;
+    const norm_args *na = ctx;
+    const groupnorm_w *g = na->g;
+    const int Ca = na->Ca, cpg = na->cpg, H = na->H, W = na->W, padded = na->padded, silu_after = na->silu_after;
+    const float *xa = na->xa, *xb = na->xb;
+    float *y = na->y;
+    const double eps = na->eps;
     const size_t HW = (size_t)H * W;
     const size_t out_plane = padded ? padded_plane(H, W) : HW;
     const int out_row = padded ? padded_stride(W) : W;
-
-#pragma omp parallel for schedule(dynamic) num_threads(threads) if ((size_t)C * HW > 32768)
-    for (int gi = 0; gi < groups; gi++) {
-        const int c0 = gi * cpg, c1 = c0 + cpg;
-        const double count = (double)cpg * (double)HW;
-        const float *first = c0 < Ca ? xa + (size_t)c0 * HW : xb + (size_t)(c0 - Ca) * HW;
-        size_t nk = HW < 64 ? HW : 64;
-        double k = 0.0;
-        for (size_t p = 0; p < nk; p++)
-            k += first[p];
-        const float shift = (float)(k / (double)nk);
-        double d1 = 0.0, d2 = 0.0;
-        for (int c = c0; c < c1; c++) {
-            const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
-            double s1, s2;
-            shifted_sums(xc, HW, shift, &s1, &s2);
-            d1 += s1;
-            d2 += s2;
-        }
-        const double dm = d1 / count, mu = shift + dm;
-        const double var = d2 / count - dm * dm;
-        const double rstd = 1.0 / sqrt((var > 0 ? var : 0) + eps);
-
-        for (int c = c0; c < c1; c++) {
-            const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
-            float *yc = y + (size_t)c * out_plane + (padded ? (size_t)out_row + 1 : 0);
-            const float a = (float)(rstd * g->gamma[c]);
-            const float b = (float)(g->beta[c] - mu * rstd * g->gamma[c]);
-            norm_rows(xc, yc, H, W, out_row, a, b, silu_after);
-        }
+    (void)slot;
+    const int c0 = gi * cpg, c1 = c0 + cpg;
+    const double count = (double)cpg * (double)HW;
+    const float *first = c0 < Ca ? xa + (size_t)c0 * HW : xb + (size_t)(c0 - Ca) * HW;
+    size_t nk = HW < 64 ? HW : 64;
+    double k = 0.0;
+    for (size_t p = 0; p < nk; p++)
+        k += first[p];
+    const float shift = (float)(k / (double)nk);
+    double d1 = 0.0, d2 = 0.0;
+    for (int c = c0; c < c1; c++) {
+        const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
+        double s1, s2;
+        shifted_sums(xc, HW, shift, &s1, &s2);
+        d1 += s1;
+        d2 += s2;
     }
+    const double dm = d1 / count, mu = shift + dm;
+    const double var = d2 / count - dm * dm;
+    const double rstd = 1.0 / sqrt((var > 0 ? var : 0) + eps);
+
+    for (int c = c0; c < c1; c++) {
+        const float *xc = c < Ca ? xa + (size_t)c * HW : xb + (size_t)(c - Ca) * HW;
+        float *yc = y + (size_t)c * out_plane + (padded ? (size_t)out_row + 1 : 0);
+        const float a = (float)(rstd * g->gamma[c]);
+        const float b = (float)(g->beta[c] - mu * rstd * g->gamma[c]);
+        norm_rows(xc, yc, H, W, out_row, a, b, silu_after);
+    }
+
+}
+
+void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, const float *xa, int Ca,
+                const float *xb, int Cb, int H, int W, float *y, int padded, int threads)
+{
+    const int C = Ca + Cb;
+    norm_args a = {g, eps, silu_after, Ca, C / groups, H, W, padded, xa, xb, y};
+    parallel_for(team_for((size_t)C * H * W / 2, threads), groups, group_norm_task, &a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -809,6 +1079,33 @@ VECTOR_CLONES static void softmax_rows(float *s, size_t m, size_t n)
     }
 }
 
+typedef struct {
+    int C, d, nblocks;
+    size_t HW, rows;
+    float scale;
+    const float *qkv;
+    float *o, *scores;
+} attention_args;
+
+/* One block of query rows of one head. */
+static void attention_task(void *ctx, int task, int slot)
+{
+    const attention_args *a = ctx;
+    const int h = task / a->nblocks, b = task % a->nblocks, d = a->d, n = (int)a->HW;
+    const size_t HW = a->HW, i0 = (size_t)b * a->rows;
+    const int m = (int)(HW - i0 < a->rows ? HW - i0 : a->rows);
+    const float *q = a->qkv + (size_t)h * d * HW;
+    const float *k = a->qkv + (size_t)(a->C + h * d) * HW;
+    const float *v = a->qkv + (size_t)(2 * a->C + h * d) * HW;
+    float *s = a->scores + (size_t)slot * a->rows * HW;
+    /* S (m x HW) = scale q[:, i0 : i0+m]^T k */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, d, a->scale, q + i0, n, k, n, 0.0f, s, n);
+    softmax_rows(s, (size_t)m, HW);
+    /* o_h[:, i0 : i0+m] (d x m) = v (d x HW) . S^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, m, n, 1.0f, v, n, s, n, 0.0f,
+                a->o + (size_t)h * d * HW + i0, n);
+}
+
 /* Tokens are the HW pixels; each is a C-vector (a column of x).  With the
  * channels of q, k, v split into heads of d = C / heads:
  *
@@ -835,23 +1132,8 @@ void attention(const attention_w *a, int groups, double eps, const float *x, int
     fill_bias(qkv, a->qkv_b, NULL, 3 * C, HW, threads);
     gemm(0, 0, 3 * C, n, C, 1.0f, a->qkv_w, C, hn, n, 1.0f, qkv, n, threads);
 
-    for (int h = 0; h < heads; h++) {
-        const float *q = qkv + (size_t)h * d * HW;
-        const float *k = qkv + (size_t)(C + h * d) * HW;
-        const float *v = qkv + (size_t)(2 * C + h * d) * HW;
-        float *oh = o + (size_t)h * d * HW;
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-        for (int b = 0; b < nblocks; b++) {
-            size_t i0 = (size_t)b * rows;
-            int m = (int)(HW - i0 < rows ? HW - i0 : rows);
-            float *s = scores + (size_t)thread_id() * rows * HW;
-            /* S (m x HW) = scale q[:, i0 : i0+m]^T k */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, d, scale, q + i0, n, k, n, 0.0f, s, n);
-            softmax_rows(s, (size_t)m, HW);
-            /* o_h[:, i0 : i0+m] (d x m) = v (d x HW) . S^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, m, n, 1.0f, v, n, s, n, 0.0f, oh + i0, n);
-        }
-    }
+    attention_args aa = {C, d, nblocks, HW, rows, scale, qkv, o, scores};
+    parallel_for(threads, heads * nblocks, attention_task, &aa);
 
     fill_residual(y, x, a->out.b, C, HW, threads);
     gemm(0, 0, C, n, C, 1.0f, a->out.w, C, o, n, 1.0f, y, n, threads);

@@ -4,11 +4,12 @@
  * Nothing here allocates: every scratch buffer comes from the caller (the
  * forward plan in unet.c), sized with the *_scratch_floats functions.
  *
- * Threads: every function runs an OpenMP team of `threads` (1 = serial) and
- * calls OpenBLAS from inside it, one GEMM per thread, so OpenBLAS itself
- * must be single-threaded meanwhile (see unet.c).  Work is cut into blocks
- * whose shapes depend on the layer only, never on the thread count, so the
- * numbers do not change with it.
+ * Threads: every function shares its work among a team of `threads` (1 =
+ * serial; ops.c keeps a small pool of worker threads) and calls OpenBLAS from
+ * the team, one GEMM per thread, so OpenBLAS itself must be single-threaded
+ * meanwhile (see unet.c).  Which thread computes a block never changes its
+ * numbers; only the cut of a GEMM into blocks depends on the team size, and
+ * that changes at most GEMM's own rounding.
  *
  * Padded planes: a 3x3 convolution reads its input from a "padded" buffer
  * of C planes of (H + 2) x (W + 2) whose one-pixel border holds the padding
@@ -85,6 +86,10 @@ void linear(const linear_w *l, const float *x, float *y);
 
 /* v / (1 + exp(-v)) in place. */
 void silu_inplace(float *v, size_t n);
+
+/* Start the pool's worker threads for a team of `threads` now (plan
+ * creation), so that no forward pass ever has to. */
+void ops_start_threads(int threads);
 
 /* Tests only: shrink every block size so that small layers take the
  * multi-strip, multi-block paths too (the numbers must not change beyond

@@ -244,6 +244,7 @@ ddpm_status ddpm_unet_plan_create(const ddpm_model *m, int N, int H, int W, int 
     p->emb_silu = f;
     f += align_up((uint64_t)m->cfg.time_embed_dim);
     p->tproj = f;
+    ops_start_threads(threads);
     *out = p;
     return DDPM_OK;
 }
@@ -437,8 +438,8 @@ ddpm_status ddpm_unet_forward(ddpm_unet_plan *p, const float *x, const float *t,
             return fail(err, errlen, DDPM_ERR_ARGUMENT, "timestep %d is not finite", n);
     /* The team: the core's thread setting now, at most what the scratch was
      * sized for.  Its threads call single-threaded GEMMs: OpenBLAS's own pool
-     * would compete with it for the same cores.  (So two forwards must not
-     * run at the same time: the OpenBLAS setting is process-wide.) */
+     * would compete with it for the same cores.  (The OpenBLAS setting is
+     * process-wide: two forwards must not run at the same time.) */
     p->team = plan_threads() < p->threads ? plan_threads() : p->threads;
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);

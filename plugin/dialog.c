@@ -9,6 +9,7 @@
  *   - a "New Seed" button next to the seed
  *   - the ranges of steps and timestep follow the chosen model's T
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
+ *   - variance is only for the DDPM sampler, eta only for DDIM
  *
  * Mnemonics avoid the letters of the dialog's own buttons (_Reset, _Cancel,
  * _OK, _Load/_Save Settings, _Help): r c o l s h.
@@ -98,6 +99,35 @@ config_notify (GObject     *config G_GNUC_UNUSED,
     update_timestep_hint (st);
 }
 
+/* The combo and the "model" argument follow each other.  (Bound by hand:
+ * in 3.0.4 the refine dialog lost the initial choice of a combo made with
+ * gimp_prop_string_combo_box_new.) */
+static void
+model_combo_changed (GtkComboBox         *combo,
+                     GimpProcedureConfig *config)
+{
+  gchar *id = gimp_string_combo_box_get_active (GIMP_STRING_COMBO_BOX (combo));
+  gchar *model;
+
+  g_object_get (config, "model", &model, NULL);
+  if (id && g_strcmp0 (id, model) != 0)
+    g_object_set (config, "model", id, NULL);
+  g_free (model);
+  g_free (id);
+}
+
+static void
+model_notify (GimpProcedureConfig *config,
+              GParamSpec          *pspec G_GNUC_UNUSED,
+              GtkWidget           *combo)
+{
+  gchar *model;
+
+  g_object_get (config, "model", &model, NULL);
+  gimp_string_combo_box_set_active (GIMP_STRING_COMBO_BOX (combo), model ? model : "");
+  g_free (model);
+}
+
 /* The model combo: id column 0 is the "model" argument, label column 1. */
 static GtkWidget *
 model_combo (GimpProcedureConfig *config)
@@ -132,12 +162,20 @@ model_combo (GimpProcedureConfig *config)
       if (dir)
         gtk_list_store_insert_with_values (store, NULL, -1, 0, current, 1, current, -1);
       else if (names)
-        g_object_set (config, "model", (const gchar *) names->data, NULL);
+        {
+          g_free (current);
+          current = g_strdup (names->data);
+          g_object_set (config, "model", current, NULL);
+        }
       g_free (dir);
     }
 
-  combo = gimp_prop_string_combo_box_new (G_OBJECT (config), "model",
-                                          GTK_TREE_MODEL (store), 0, 1);
+  combo = gimp_string_combo_box_new (GTK_TREE_MODEL (store), 0, 1);
+  gimp_string_combo_box_set_active (GIMP_STRING_COMBO_BOX (combo), current);
+  g_signal_connect (combo, "changed", G_CALLBACK (model_combo_changed), config);
+  g_signal_connect_object (config, "notify::model", G_CALLBACK (model_notify),
+                           combo, 0);
+
   g_object_unref (store);
   g_list_free_full (names, g_free);
   g_free (current);
@@ -154,6 +192,24 @@ display_path (const gchar *path)
   if (n > 1 && strncmp (path, home, n) == 0 && G_IS_DIR_SEPARATOR (path[n]))
     return g_strconcat ("~", path + n, NULL);
   return g_strdup (path);
+}
+
+/* The widget of `property` is sensitive only while "sampler" is `nick`:
+ * variance is DDPM's, eta DDIM's. */
+static void
+only_for_sampler (GimpProcedureDialog *dlg,
+                  const gchar         *property,
+                  const gchar         *nick)
+{
+  GimpValueArray *values = gimp_value_array_new (1);
+  GValue          value  = G_VALUE_INIT;
+
+  g_value_init (&value, G_TYPE_STRING);
+  g_value_set_string (&value, nick);
+  gimp_value_array_append (values, &value);
+  g_value_unset (&value);
+  /* The dialog takes the array. */
+  gimp_procedure_dialog_set_sensitive_if_in (dlg, property, NULL, "sampler", values, TRUE);
 }
 
 static void
@@ -223,15 +279,17 @@ ddpm_dialog_run (GimpProcedure       *procedure,
       if (! GTK_IS_LABEL (st.timestep_hint))
         st.timestep_hint = NULL;
       gimp_procedure_dialog_fill (dlg, "model-box", "timestep", "timestep-hint",
-                                  "steps", "variance", "seed-box", "tileable",
-                                  "model-help", NULL);
+                                  "steps", "sampler", "eta", "variance",
+                                  "seed-box", "tileable", "model-help", NULL);
     }
   else
     {
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
-                                  "variance", "seed-box", "tileable",
-                                  "model-help", NULL);
+                                  "sampler", "eta", "variance", "seed-box",
+                                  "tileable", "model-help", NULL);
     }
+  only_for_sampler (dlg, "variance", "ddpm");
+  only_for_sampler (dlg, "eta", "ddim");
 
   update_model (&st);
   g_signal_connect (config, "notify", G_CALLBACK (config_notify), &st);

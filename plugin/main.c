@@ -78,6 +78,29 @@ add_common_arguments (GimpProcedure *procedure)
       _("Circular padding in every convolution, so the result tiles "
         "seamlessly"),
       FALSE, G_PARAM_READWRITE);
+
+  /* Added with the core's few-step samplers; after the original arguments
+   * so that older (positional) calls keep their meaning. */
+  gimp_procedure_add_choice_argument (procedure, "sampler", _("S_ampler"),
+      _("The reverse process, on the same K timesteps and noise: \"ddpm\" "
+        "(Ho et al. 2020, Algorithm 2; σ²_t from Variance), \"ddim\" (Song "
+        "et al. 2021; eta 0 is deterministic) or \"dpm-solver++\" "
+        "(DPM-Solver++(2M), Lu et al. 2022: deterministic, second order, "
+        "meant for few steps)"),
+      gimp_choice_new_with_values (
+          "ddpm",         DDPM_SAMPLER_DDPM,          _("DDPM"),
+                          _("Ancestral sampling, Ho et al. 2020"),
+          "ddim",         DDPM_SAMPLER_DDIM,          _("DDIM"),
+                          _("Song et al. 2021"),
+          "dpm-solver++", DDPM_SAMPLER_DPM_SOLVER_PP, _("DPM-Solver++(2M)"),
+                          _("Lu et al. 2022, for few steps"),
+          NULL),
+      "ddpm", G_PARAM_READWRITE);
+
+  gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
+      _("DDIM only: the noise of each step, from 0 (deterministic) to 1 "
+        "(DDPM's posterior variance β̃_t)"),
+      0.0, 1.0, 0.0, G_PARAM_READWRITE);
 }
 
 static void

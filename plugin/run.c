@@ -14,9 +14,6 @@
 
 #include <libgimp/gimp.h>
 #include <glib/gi18n.h>
-#ifdef G_OS_UNIX
-#include <unistd.h>
-#endif
 
 #include "ddpm-plugin.h"
 
@@ -29,9 +26,11 @@
 typedef struct {
   gchar   *model;
   gint     steps;
-  gint     variance;   /* VARIANCE_* */
+  gint     variance;   /* VARIANCE_*     */
   gint     seed;
   gboolean tileable;
+  gint     sampler;    /* ddpm_sampler   */
+  gdouble  eta;
 } CommonArgs;
 
 static void
@@ -43,8 +42,10 @@ common_args_get (GimpProcedureConfig *config,
                 "steps",    &a->steps,
                 "seed",     &a->seed,
                 "tileable", &a->tileable,
+                "eta",      &a->eta,
                 NULL);
   a->variance = gimp_procedure_config_get_choice_id (config, "variance");
+  a->sampler  = gimp_procedure_config_get_choice_id (config, "sampler");
 }
 
 static GimpValueArray *
@@ -94,22 +95,6 @@ load_model (const gchar        *model,
   return m;
 }
 
-/* Half of the physical memory, as the core's budget (0 = no limit where
- * the size is unknown): a too large layer fails cleanly instead of
- * swapping the machine to a halt. */
-static size_t
-memory_budget (void)
-{
-#if defined (G_OS_UNIX) && defined (_SC_PHYS_PAGES) && defined (_SC_PAGESIZE)
-  long pages = sysconf (_SC_PHYS_PAGES);
-  long size  = sysconf (_SC_PAGESIZE);
-
-  if (pages > 0 && size > 0)
-    return (size_t) pages / 2 * (size_t) size;
-#endif
-  return 0;
-}
-
 /* The job's parameters, checked against the model: steps in 1 .. T and,
  * for refine, the timestep t0 in 1 .. T. */
 static gboolean
@@ -146,7 +131,9 @@ job_params (const ddpm_model *m,
   p->seed          = (uint64_t) a->seed;
   p->tileable      = a->tileable ? 1 : 0;
   p->timestep      = timestep;
-  p->memory_budget = memory_budget ();
+  p->sampler       = (ddpm_sampler) a->sampler;
+  p->eta           = (float) a->eta;
+  p->memory_budget = 0;  /* the core's default: half the physical memory */
   return TRUE;
 }
 

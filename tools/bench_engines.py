@@ -141,12 +141,13 @@ def main():
     if a.engine or a.cli:
         if a.engine:
             cmd = [a.engine, path, f"{H}x{W}", str(a.batch), str(a.threads), str(a.seconds)]
-        else:
-            cmd = [a.cli, "bench", "--model", path, "--size", f"{H}x{W}", "--batch", str(a.batch),
-                   "--threads", str(a.threads)]
+        else:  # `ddpm bench` takes WxH
+            cmd = [a.cli, "bench", "--model", path, "--size", f"{W}x{H}", "--batch", str(a.batch),
+                   "--threads", str(a.threads), "--iters", str(max(3, int(a.seconds * 5)))]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = (out.stdout + out.stderr).strip()
-        m = re.search(r"median ([0-9.]+) ms, best ([0-9.]+) ms", line)
+        m = (re.search(r"median ([0-9.]+) ms, best ([0-9.]+) ms", line) or
+             re.search(r"median\s+([0-9.]+) ms per evaluation.*?min\s+([0-9.]+) ms", line, re.S))
         c = re.search(r"cpu median ([0-9.]+) ms", line)
         if m:
             print(f"  {'gimp-ddpm C engine':28s} median {float(m.group(1)):9.2f} ms/eval   best "

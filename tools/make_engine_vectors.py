@@ -10,6 +10,9 @@ vectors.safetensors holding an input batch and the reference outputs:
     eps_circular  [N, C, H, W]  the same with circular padding (when made)
     flops         [1]           2 x multiply-adds of the batch (convolutions,
                                 linears, attention products), counted by hooks
+    x_small, t_small, eps_small, eps_small_circular
+                                the same at the smallest size (the lowest level
+                                1 pixel high), when the case asks for it
 
 The reference is tools/unet_ref.py run in float64 on the weights exactly as
 stored (F32, F16 or BF16 rounding included); the outputs are stored as F32.
@@ -89,7 +92,7 @@ CASES = {
             "downsample_padding": 1,
         },
         dtype=torch.float16, legacy=False, size=(16, 40), t=[37.0, 912.0], circular=True,
-        scheduler={"variance_type": "fixed_small"}),
+        scheduler={"variance_type": "fixed_small"}, small=(8, 24)),
 }
 
 
@@ -161,6 +164,16 @@ def make(name, case, outdir, seed):
             out[key] = ref(x.double(), t).float().contiguous()
     unet_ref.Conv.circular = False
     out["flops"] = torch.tensor([count_flops(ref, x.double(), t)], dtype=torch.float64)
+    if case.get("small"):
+        hs, ws = case["small"]
+        xs = torch.randn((1, ref.config["in_channels"], hs, ws), generator=gen, dtype=torch.float32)
+        ts = torch.tensor([499.0])
+        out["x_small"], out["t_small"] = xs, ts
+        with torch.no_grad():
+            for key, circular in modes:
+                unet_ref.Conv.circular = circular
+                out[key.replace("eps", "eps_small")] = ref(xs.double(), ts).float().contiguous()
+        unet_ref.Conv.circular = False
     save_file(out, os.path.join(path, "vectors.safetensors"))
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
     print(f"{path}: {sum(p.numel() for p in ref.parameters())} parameters, {str(case['dtype'])[6:]}, "

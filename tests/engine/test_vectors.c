@@ -8,9 +8,10 @@
  *   - eps for the whole batch, zero and circular padding: max |C - ref| within
  *     1e-4 of max |ref|, with the normal block sizes and with tiny ones (so
  *     that these small models also take every multi-strip, multi-block path);
+ *     and at the smallest size when the vectors have it (x_small, ...);
  *   - every image of the batch alone (plans with N = 1 and ddpm_unet_predict)
  *     gives the same numbers as the batch;
- *   - one thread and three threads agree within 1e-6 of max |ref|;
+ *   - one thread and three threads give bit-identical results;
  *   - ddpm_model_flops equals the reference's hook count;
  *   - ddpm_unet_plan_bytes_estimate equals what a plan really allocates
  *     (measured with mallinfo2, skipped under AddressSanitizer).
@@ -183,6 +184,31 @@ int main(int argc, char **argv)
         CHECK(d > 1e-3, "reference outputs for zero and circular padding agree (%.3g)", d);
     }
 
+    /* 1b. the smallest size, where the lowest level is one pixel high */
+    int64_t ss[DDPM_MAX_DIMS];
+    int sd;
+    float *xsm = read_tensor(vec, "x_small", ss, &sd, 0);
+    float *tsm = read_tensor(vec, "t_small", es, &ed, 0);
+    for (int circular = 0; xsm && tsm && circular < 2; circular++) {
+        float *want = read_tensor(vec, circular ? "eps_small_circular" : "eps_small", es, &ed, 0);
+        if (!want)
+            continue;
+        int h = (int)ss[2], w = (int)ss[3];
+        size_t n = (size_t)info.out_channels * h * w;
+        float *eps = run(m, 1, h, w, circular, xsm, tsm);
+        if (eps) {
+            double e = max_diff(eps, want, n) / max_abs(want, n);
+            printf("%dx%d, %s padding: max |C - reference| / max |reference| = %.3g\n", h, w,
+                   circular ? "circular" : "zero", e);
+            CHECK(e <= 1e-4, "%dx%d %s padding: relative error %.3g > 1e-4", h, w, circular ? "circular" : "zero",
+                  e);
+        }
+        free(eps);
+        free(want);
+    }
+    free(xsm);
+    free(tsm);
+
     /* 2. each image alone, through a batch-1 plan and through the sampler's
      *    predict function: identical to its row of the batch */
     float *batch = run(m, N, H, W, 0, x, t);
@@ -214,23 +240,27 @@ int main(int argc, char **argv)
     ddpm_unet_plan_free(p1);
     free(one);
 
-    /* 3. thread count: 1 versus 3 (tiny blocks, so that work is shared) */
+    /* 3. thread count: 1 versus 3 threads give the same bits (ddpm.h),
+     *    with both block sizes (tiny: so that the small models share work) */
     int threads = ddpm_get_threads();
-    ops_use_tiny_blocks(1);
-    ddpm_set_threads(1);
-    float *t1 = run(m, N, H, W, 0, x, t);
-    ddpm_set_threads(3);
-    float *t2 = run(m, N, H, W, 0, x, t);
+    for (int tiny = 0; tiny < 2; tiny++) {
+        ops_use_tiny_blocks(tiny);
+        ddpm_set_threads(1);
+        float *t1 = run(m, N, H, W, 1, x, t);
+        ddpm_set_threads(3);
+        float *t3 = run(m, N, H, W, 1, x, t);
+        if (t1 && t3) {
+            int same = memcmp(t1, t3, n_out * sizeof *t1) == 0;
+            printf("1 vs 3 threads%s: %s\n", tiny ? " (tiny blocks)" : "",
+                   same ? "bitwise identical" : "DIFFERENT");
+            CHECK(same, "1 and 3 threads differ by %.3g%s", max_diff(t1, t3, n_out) / scale,
+                  tiny ? " (tiny blocks)" : "");
+        }
+        free(t1);
+        free(t3);
+    }
     ddpm_set_threads(threads);
     ops_use_tiny_blocks(0);
-    if (t1 && t2) {
-        double d = max_diff(t1, t2, n_out) / scale;
-        printf("1 vs 3 threads: max difference / max |reference| = %.3g%s\n", d,
-               memcmp(t1, t2, n_out * sizeof *t1) ? "" : " (bitwise identical)");
-        CHECK(d <= 1e-6, "1 and 3 threads differ by %.3g", d);
-    }
-    free(t1);
-    free(t2);
     free(batch);
 
     /* 4. FLOPs against the reference's hook count */

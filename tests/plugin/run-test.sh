@@ -57,7 +57,21 @@ fail() { echo "FAIL: $*"; exit 1; }
 if [ -n "${ASAN_OPTIONS:-}" ]; then
   export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
 fi
+# The plug-in may still be writing its leak report after gimp-console quit.
+wait_for_plugin_exit() {
+  i=0
+  while [ $i -lt 100 ]; do
+    running=0
+    for exe in /proc/[0-9]*/exe; do
+      if [ "$(readlink "$exe" 2>/dev/null)" = "$plugdir/ddpm" ]; then running=1; break; fi
+    done
+    [ $running = 1 ] || return 0
+    sleep 0.2
+    i=$((i + 1))
+  done
+}
 check_sanitizers() {
+  wait_for_plugin_exit
   if grep -q 'runtime error:\|ERROR: AddressSanitizer' "$work/gimp.log"; then
     grep -A20 'runtime error:\|ERROR: AddressSanitizer' "$work/gimp.log" | head -40
     fail "sanitizer error"
@@ -177,9 +191,16 @@ case $test_name in
     check same match-posterior.png cli-posterior.png
     cli generate --size 37x29 --steps 2 --variance beta --seed 99 --tileable --output "$out/cli-beta-tileable.png"
     check same match-beta-tileable.png cli-beta-tileable.png
+    cli generate --size 48x32 --steps 3 --sampler ddim --eta 0.5 --seed 5 --output "$out/cli-ddim.png"
+    check same match-ddim.png cli-ddim.png
+    cli generate --size 48x32 --steps 3 --sampler dpm-solver++ --seed 6 --output "$out/cli-dpm-solver.png"
+    check same match-dpm-solver.png cli-dpm-solver.png
     cli refine --input "$out/match-refine-in.png" --t $refine_t --steps 3 --variance posterior \
         --seed 8 --output "$out/cli-refine.png"
     check same match-refine-out.png cli-refine.png
+    cli refine --input "$out/match-refine-out.png" --t $refine_t --steps 3 --sampler ddim \
+        --seed 9 --output "$out/cli-refine-ddim.png"
+    check same match-refine-ddim.png cli-refine-ddim.png
     ;;
   shipped)
     mkdir -p "$plugdir/models"
@@ -192,6 +213,16 @@ case $test_name in
     run_ok errors.scm '(all-bad-calls-leave-image-unchanged)'
     check same unchanged-before.png unchanged-after.png
     check alpha unchanged-before.png unchanged-after.png
+    # GIMP logs each failed call's message, caught or not.
+    for message in 'Unknown model "no-such-model": there is no model folder' \
+                   "steps = $((T + 1)) is out of range: this model has T = $T" \
+                   "timestep = $((T + 1)) is out of range" \
+                   'Cannot load the model in' \
+                   'not a model folder' \
+                   'works on exactly one selected layer'; do
+      grep -qF -- "$message" "$work/gimp.log" || fail "no message '$message' in the log"
+      echo "message: $message"
+    done
     ;;
   i18n)
     # The Korean catalog is installed and used: needs the ko_KR.UTF-8 locale.
