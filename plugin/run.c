@@ -335,6 +335,27 @@ refine_region (GimpImage     *image,
   return TRUE;
 }
 
+/* The core returns out = m x_gen + (1 - m) x_0 (its last compositing step,
+ * with x_0 exact).  Recover x_gen = x_0 + (out - x_0) / m where the selection
+ * is partial, so that merge_shadow's own blend by m is the only one.  Below
+ * m = 1/1024 the pixel is x_0 to within rounding, so it is left alone. */
+static void
+unblend (gfloat       *planes,
+         const gfloat *x0,
+         const gfloat *mask,
+         gsize         n)
+{
+  for (gsize i = 0; i < n; i++)
+    {
+      gfloat m = mask[i];
+
+      if (m <= 1.0f / 1024.0f || m >= 1.0f)
+        continue;
+      for (gint c = 0; c < 3; c++)
+        planes[c * n + i] = x0[c * n + i] + (planes[c * n + i] - x0[c * n + i]) / m;
+    }
+}
+
 /* Step 3 of refine: through the shadow buffer, merged with the selection
  * as its mask; one undo step. */
 static void
@@ -371,6 +392,7 @@ ddpm_refine_run (GimpProcedure        *procedure,
   gchar             *name     = NULL;
   gfloat            *planes   = NULL;
   gfloat            *mask     = NULL;
+  gfloat            *original = NULL;
   DdpmPixels         px       = { 0 };
   GeglRectangle      rect;
   GeglBuffer        *buffer;
@@ -432,6 +454,9 @@ ddpm_refine_run (GimpProcedure        *procedure,
   g_object_unref (buffer);
   ddpm_pixels_to_planes (&px, planes);
 
+  if (mask)
+    original = g_memdup2 (planes, (gsize) 3 * rect.width * rect.height * sizeof (gfloat));
+
   ddpm_set_threads (gimp_get_num_processors ());
   ddpm_progress_start (&progress, _("Refining"));
   s = ddpm_job_refine (m, &p, rect.width, rect.height, planes, mask,
@@ -445,8 +470,11 @@ ddpm_refine_run (GimpProcedure        *procedure,
     }
 
   /* RGB from the job, alpha as it was.  merge_shadow blends by the
-   * selection once more, as every GIMP filter does; the core already kept
-   * the unselected pixels, so this only softens feathered edges further. */
+   * selection, as for every GIMP filter, and the core has blended by the
+   * same mask already: undo the core's blend first so feathered edges are
+   * weighted by m, not m^2. */
+  if (original)
+    unblend (planes, original, mask, rect.width * rect.height);
   ddpm_pixels_from_planes (&px, planes, FALSE);
   merge_refined (image, drawable, &px, rect.x, rect.y);
   status = GIMP_PDB_SUCCESS;
@@ -454,6 +482,7 @@ ddpm_refine_run (GimpProcedure        *procedure,
 out:
   ddpm_pixels_clear (&px);
   g_free (planes);
+  g_free (original);
   g_free (mask);
   if (m)
     ddpm_model_free (m);

@@ -5,7 +5,7 @@
 #   tools/screenshots.sh [BUILD_DIR] [OUT_DIR]
 #
 # BUILD_DIR (default build-plugin) holds the built plug-in; the PNGs go to
-# OUT_DIR (default docs): dialog-generate.png and dialog-refine.png.  Set
+# OUT_DIR (default plugin/screenshots): dialog-generate.png and dialog-refine.png.  Set
 # LANG (e.g. LANG=ko_KR.UTF-8, needs the locale and a CJK font) for a
 # translated dialog.  Runs inside tools/gimp3-env if GIMP 3 is not on the
 # host:  tools/gimp3-env tools/screenshots.sh
@@ -18,8 +18,8 @@
 set -eu
 
 build=$(cd "${1:-build-plugin}" && pwd)
-mkdir -p "${2:-docs}"
-out=$(cd "${2:-docs}" && pwd)
+mkdir -p "${2:-plugin/screenshots}"
+out=$(cd "${2:-plugin/screenshots}" && pwd)
 for tool in xvfb-run gimp-console-3.0 import convert; do
   command -v $tool >/dev/null || { echo "screenshots.sh: $tool is missing" >&2; exit 1; }
 done
