@@ -3,8 +3,8 @@
  *   test_robust_job MODEL_DIR SCRATCH_DIR
  *
  *   - cancellation at the first, a middle and the last step: DDPM_CANCELLED
- *     and `out` untouched, for generate and refine (also with out == in, and
- *     for a tiled run);
+ *     and `out` untouched, for generate and refine (also with out == in, with
+ *     every sampler, and for a tiled run);
  *   - the memory budget: a run at exactly its estimate goes, one byte less
  *     is refused with DDPM_ERR_MEMORY before anything is allocated;
  *   - NaN and Inf weights (a copy of MODEL_DIR with one value poisoned, made
@@ -129,6 +129,24 @@ static void test_cancel(const ddpm_model *m)
             }
             free(in);
             free(in_copy);
+            free(out);
+        }
+
+    /* Every sampler cancels the same way (middle step). */
+    for (int k = 1; ddpm_sampler_name((ddpm_sampler)k) != NULL; k++)
+        for (int refine = 0; refine <= 1; refine++) {
+            ddpm_job_params p = params(K, 400);
+            p.sampler = (ddpm_sampler)k;
+            progress_log log = {3, 0, 0, 0};
+            float *in = image(n, 0.0f), *out = image(n, SENTINEL);
+            picture(in, W, H);
+            ddpm_status s = refine ? ddpm_job_refine(m, &p, W, H, in, NULL, on_progress, &log, out, err, sizeof err)
+                                   : ddpm_job_generate(m, &p, W, H, on_progress, &log, out, err, sizeof err);
+            CHECK(s == DDPM_CANCELLED && log.calls == 3 && all_equal(out, n, SENTINEL),
+                  "%s with %s cancelled at step 3: %s after %d steps, output %s", refine ? "refine" : "generate",
+                  ddpm_sampler_name(p.sampler), ddpm_status_name(s), log.calls,
+                  all_equal(out, n, SENTINEL) ? "kept" : "written");
+            free(in);
             free(out);
         }
 
