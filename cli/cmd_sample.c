@@ -16,8 +16,8 @@ enum { SH_MODEL, SH_STEPS, SH_SAMPLER, SH_ETA, SH_VARIANCE, SH_SEED, SH_TILEABLE
 
 static const cli_option shared_options[SH_COUNT] = {
     [SH_MODEL]    = { "model", "DIR", "model folder (default: the shipped model)", NULL },
-    [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 50; refine: at most t)", NULL },
-    [SH_SAMPLER]  = { "sampler", "NAME", "ddpm (default), ddim or dpm-solver++ (see above)", NULL },
+    [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 20; refine: at most t)", NULL },
+    [SH_SAMPLER]  = { "sampler", "NAME", "ddpm, ddim (default) or dpm-solver++ (see above)", NULL },
     [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic (default) .. 1 = ddpm's noise", NULL },
     [SH_VARIANCE] = { "variance", "beta|posterior",
                       "ddpm only: sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
@@ -68,6 +68,7 @@ typedef struct {
 static int read_shared_options(const cli_option *o, sample_run *run)
 {
     run->model_dir = o[SH_MODEL].value;
+    run->job.sampler = CLI_DEFAULT_SAMPLER;
     if (o[SH_STEPS].value && parse_int("steps", o[SH_STEPS].value, 1, 1000000, &run->job.steps) != 0)
         return CLI_EXIT_USAGE;
     if (o[SH_SAMPLER].value && parse_sampler("sampler", o[SH_SAMPLER].value, &run->job.sampler) != 0)

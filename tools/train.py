@@ -174,7 +174,7 @@ def main():
     if a.export:
         if not state:
             sys.exit(f"no checkpoint in {a.run}")
-        save_model_dir(ema, a.export, dtype=torch.float16, scheduler={"variance_type": "fixed_small"})
+        save_model_dir(ema, a.export, dtype=torch.float16, scheduler={"variance_type": "fixed_large"})
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
                        "recipe": {k: v for k, v in state["args"].items()
@@ -268,7 +268,7 @@ def main():
             save_atomic({"config": cfg, "model": model.state_dict(), "ema": ema.state_dict(),
                          "opt": opt.state_dict(), "step": step, "elapsed": el,
                          "torch_rng": torch.get_rng_state(), "args": vars(a)}, ckpt_path)
-            save_model_dir(ema, os.path.join(a.run, "ema"), scheduler={"variance_type": "fixed_small"})
+            save_model_dir(ema, os.path.join(a.run, "ema"), scheduler={"variance_type": "fixed_large"})
             t_ckpt = time.time()
             if stop:
                 break

@@ -91,7 +91,7 @@ expect 0 "--sampler NAME" generate --help
 expect 0 "dpm-solver++" refine --help
 expect_one_line_error 2 "--sampler: 'euler' is not one of ddpm, ddim, dpm-solver++" $gen --size 8x8 --sampler euler
 expect_one_line_error 2 "--sampler" $gen --size 8x8 --sampler DDIM
-expect_one_line_error 2 "--eta is only for --sampler ddim (the sampler is ddpm)" $gen --size 8x8 --eta 0.5
+expect_one_line_error 2 "--eta is only for --sampler ddim (the sampler is ddpm)" $gen --size 8x8 --sampler ddpm --eta 0.5
 expect_one_line_error 2 "--eta is only for --sampler ddim (the sampler is dpm-solver++)" \
     $gen --size 8x8 --sampler dpm-solver++ --eta 0
 for bad in 1.5 -0.1 nan inf 0x1 abc " 0.5" "0.5 " ""; do

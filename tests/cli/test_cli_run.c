@@ -190,16 +190,16 @@ static void test_generate(void)
         "--tileable");
     CHECK(!same_file(a, c), "--tileable gave the same file");
     RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", c,
-        "--variance", "beta");
+        "--sampler", "ddpm", "--variance", "beta");
     RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", b,
-        "--variance", "posterior");
+        "--sampler", "ddpm", "--variance", "posterior");
     CHECK(!same_file(b, c), "--variance beta and posterior gave the same file");
     RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "4", "--seed", "1", "--output", c);
     CHECK(!same_file(a, c), "--steps 3 and 4 gave the same file");
 }
 
 /* --sampler and --eta reach the job: the PNG is exactly ddpm_job_generate's
- * image with those settings, and differs from DDPM's (a.png). */
+ * image with those settings, and differs from DDPM's (ddpm.png). */
 static void test_samplers(const ddpm_model *m)
 {
     struct {
@@ -214,6 +214,8 @@ static void test_samplers(const ddpm_model *m)
     ddpm_model_info mi;
     ddpm_model_get_info(m, &mi);
     float *x = malloc(3 * W * H * sizeof(float));
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output",
+        path_in_scratch("ddpm.png"), "--sampler", "ddpm");
     for (size_t k = 0; x != NULL && k < sizeof runs / sizeof runs[0]; k++) {
         const char *out = path_in_scratch("sampler.png");
         if (runs[k].eta)
@@ -223,7 +225,7 @@ static void test_samplers(const ddpm_model *m)
             RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
                 "--sampler", runs[k].sampler);
         CHECK(log_contains(runs[k].sampler), "the sampler is not printed");
-        CHECK(!same_file(out, path_in_scratch("a.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
+        CHECK(!same_file(out, path_in_scratch("ddpm.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
         ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1,
                              .sampler = runs[k].value, .eta = runs[k].eta_value};
         char err[512] = "";
