@@ -689,6 +689,8 @@ static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file 
         if (e->winograd) {
             s = st_read_f32(f, found[i], tmp, err, errlen);
             winograd_weights(tmp, (int)e->shape[0], (int)e->shape[1], m->wino_arena + e->offset, tmp + e->numel);
+            if (winograd_packed((int)e->shape[0]))       /* tmp (9 cout cin floats) is free again */
+                winograd_pack(m->wino_arena + e->offset, (int)e->shape[0], (int)e->shape[1], tmp);
             *e->slot = m->wino_arena + e->offset;
             continue;
         }

@@ -29,7 +29,10 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -70,6 +73,93 @@ void ops_use_tiny_blocks(int on)
 static size_t round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Profile (DDPM_PROFILE=1 in the environment)                               */
+/* ------------------------------------------------------------------------ */
+
+/* Wall time per layer kind and shape, printed to stderr at exit: where a
+ * forward pass spends its time.  Off unless the variable is set; then each
+ * public op reads the clock twice. */
+typedef struct {
+    const char *op;
+    int cin, cout, H, W;
+    long calls;
+    double seconds, flops;
+} profile_row;
+
+static profile_row profile_rows[512];
+static int profile_count;
+static int profile_on = -1;
+static int profile_depth;          /* ops called by ops count in their caller */
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int profile_by_time(const void *a, const void *b)
+{
+    double x = ((const profile_row *)a)->seconds, y = ((const profile_row *)b)->seconds;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void profile_print(void)
+{
+    double total = 0.0;
+    for (int i = 0; i < profile_count; i++)
+        total += profile_rows[i].seconds;
+    qsort(profile_rows, (size_t)profile_count, sizeof *profile_rows, profile_by_time);
+    fprintf(stderr, "%-16s %5s %5s %11s %7s %9s %6s %8s\n", "op", "cin", "cout", "HxW", "calls", "ms/call", "share",
+            "GFLOP/s");
+    for (int i = 0; i < profile_count; i++) {
+        const profile_row *r = &profile_rows[i];
+        char hw[32];
+        snprintf(hw, sizeof hw, "%dx%d", r->H, r->W);
+        fprintf(stderr, "%-16s %5d %5d %11s %7ld %9.3f %5.1f%% %8.1f\n", r->op, r->cin, r->cout, hw, r->calls,
+                1e3 * r->seconds / r->calls, 100.0 * r->seconds / total, r->flops / r->seconds * 1e-9);
+    }
+}
+
+static double profile_start(void)
+{
+    if (profile_on < 0) {
+        profile_on = getenv("DDPM_PROFILE") != NULL;
+        if (profile_on)
+            atexit(profile_print);
+    }
+    if (!profile_on)
+        return 0.0;
+    profile_depth++;
+    return wall_now();
+}
+
+/* flops: the direct method's count (2 per multiply-add), whatever the scheme. */
+static void profile_add(const char *op, int cin, int cout, int H, int W, double dt, double flops);
+
+static void profile_stop(double t0, const char *op, int cin, int cout, int H, int W, double flops)
+{
+    if (!profile_on || --profile_depth > 0)
+        return;
+    profile_add(op, cin, cout, H, W, wall_now() - t0, flops);
+}
+
+static void profile_add(const char *op, int cin, int cout, int H, int W, double dt, double flops)
+{
+    for (int i = 0; i < profile_count; i++) {
+        profile_row *r = &profile_rows[i];
+        if (r->op == op && r->cin == cin && r->cout == cout && r->H == H && r->W == W) {
+            r->calls++;
+            r->seconds += dt;
+            r->flops += flops;
+            return;
+        }
+    }
+    if (profile_count < (int)(sizeof profile_rows / sizeof *profile_rows))
+        profile_rows[profile_count++] = (profile_row){op, cin, cout, H, W, 1, dt, flops};
 }
 
 /* ------------------------------------------------------------------------ */
@@ -306,7 +396,9 @@ static void fill_bias_task(void *ctx, int c, int slot)
 void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW, int threads)
 {
     fill_args a = {y, NULL, bias, extra, HW};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * HW, threads), C, fill_bias_task, &a);
+    profile_stop(t0, "fill_bias", C, C, (int)HW, 1, 0.0);
 }
 
 static void fill_residual_task(void *ctx, int c, int slot)
@@ -323,7 +415,9 @@ static void fill_residual_task(void *ctx, int c, int slot)
 void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW, int threads)
 {
     fill_args a = {y, x, bias, NULL, HW};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * HW, threads), C, fill_residual_task, &a);
+    profile_stop(t0, "fill_residual", C, C, (int)HW, 1, 0.0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -376,6 +470,149 @@ static void gemm(int transA, int transB, int M, int N, int K, float alpha, const
     gemm_args g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, by_columns, len, 0};
     g.block = (int)round_up((size_t)(len + nblocks - 1) / nblocks, 16);
     parallel_for(threads, (len + g.block - 1) / g.block, gemm_task, &g);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Packed GEMM kernels (AVX-512)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* C (M x n) = A (M x K) . B (K x n) for the Winograd GEMMs, with A (U_xi)
+ * packed at load time in panels of 16 rows, K-major (row i + r, column k at
+ * panel i / 16, offset 16 k + r), and B (V_xi) written by the input
+ * transform in panels of 32 columns, K-major too (ops.h).  Nothing is
+ * repacked per call, unlike OpenBLAS, whose packing took much of the time
+ * of these small GEMMs (K = cin, n = a band's tiles).  Two micro-kernels,
+ * each keeping a block of C in registers over the whole of K:
+ *
+ *   wide (n >= 32):  8 rows x 32 columns, 16 registers:
+ *       for k:  c[r][0..31] += A[r][k] * B[k][0..31]        (r = 0 .. 7)
+ *     two vector loads of B and eight broadcasts of A per 16 FMAs;
+ *   narrow (the small n of deep, low-resolution layers):  32 rows x up to
+ *     8 columns, vectors along the rows:
+ *       for k:  c[0..31][t] += A[0..31][k] * B[k][t]          (t < 8)
+ *     so that few columns still fill the vector lanes. */
+#define PANEL 16
+#define BLOCK_N 32
+#define NARROW_N 8
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* Rows r0 .. r0 + 7 of a panel (r0 = 0 or 8), columns 0 .. w - 1 (w <= 32). */
+__attribute__((target("avx512f"))) static void kernel_wide(int K, const float *a, const float *b, float *c,
+                                                            size_t ldc, int w)
+{
+    const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+    const __mmask16 m1 = w >= 32 ? 0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1) : 0;
+    __m512 acc[8][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++, a += PANEL, b += BLOCK_N) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) {
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16, m1, acc[r][1]);
+    }
+}
+
+/* Rows of two panels (a0, a1: 16 each), columns 0 .. w - 1 of a B panel
+ * (w <= 8; it computes 8, and the panel's unused columns hold zeros). */
+__attribute__((target("avx512f"))) static void kernel_narrow(int K, const float *a0, const float *a1,
+                                                              const float *b, float *c, size_t ldc, int w)
+{
+    __m512 acc[NARROW_N][2];
+#pragma GCC unroll 8
+    for (int t = 0; t < NARROW_N; t++)
+        acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++, a0 += PANEL, a1 += PANEL, b += BLOCK_N) {
+        __m512 r0 = _mm512_loadu_ps(a0), r1 = _mm512_loadu_ps(a1);
+#pragma GCC unroll 8
+        for (int t = 0; t < NARROW_N; t++) {         /* columns past w: zeros (wino_input) */
+            __m512 bt = _mm512_set1_ps(b[t]);
+            acc[t][0] = _mm512_fmadd_ps(r0, bt, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(r1, bt, acc[t][1]);
+        }
+    }
+    for (int t = 0; t < w; t++) {
+        float col[32];
+        _mm512_storeu_ps(col, acc[t][0]);
+        _mm512_storeu_ps(col + 16, acc[t][1]);
+        for (int r = 0; r < 32; r++)
+            c[(size_t)r * ldc + t] = col[r];
+    }
+}
+
+static int cpu_has_kernel(void)
+{
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+static void kernel_wide(int K, const float *a, const float *b, float *c, size_t ldc, int w)
+{
+    (void)K, (void)a, (void)b, (void)c, (void)ldc, (void)w;
+}
+
+static void kernel_narrow(int K, const float *a0, const float *a1, const float *b, float *c, size_t ldc, int w)
+{
+    (void)K, (void)a0, (void)a1, (void)b, (void)c, (void)ldc, (void)w;
+}
+
+static int cpu_has_kernel(void)
+{
+    return 0;
+}
+#endif
+
+static int use_packed_kernel(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = cpu_has_kernel() && !getenv("DDPM_NO_PACKED");
+    return on;
+}
+
+/* Columns j0 .. j1 - 1 (j0 a multiple of BLOCK_N) of M = U V, M x n. */
+static void gemm_packed(int M, int K, const float *U, const float *V, float *C, int n, int j0, int j1)
+{
+    for (int j = j0; j < j1; j += BLOCK_N) {
+        const float *panel = V + (size_t)(j / BLOCK_N) * K * BLOCK_N;
+        int w = j1 - j < BLOCK_N ? j1 - j : BLOCK_N;
+        if (w > NARROW_N || M % (2 * PANEL)) {
+            for (int i = 0; i < M; i += 8)
+                kernel_wide(K, U + (size_t)(i / PANEL) * PANEL * K + i % PANEL, panel, C + (size_t)i * n + j,
+                            (size_t)n, w);
+            continue;
+        }
+        for (int i = 0; i < M; i += 2 * PANEL)
+            kernel_narrow(K, U + (size_t)i * K, U + (size_t)(i + PANEL) * K, panel, C + (size_t)i * n + j,
+                          (size_t)n, w);
+    }
+}
+
+int winograd_packed(int cout)
+{
+    return use_packed_kernel() && cout % PANEL == 0;
+}
+
+void winograd_pack(float *U, int cout, int cin, float *tmp)
+{
+    const size_t plane = (size_t)cout * cin;
+    for (int xi = 0; xi < 16; xi++) {
+        float *u = U + (size_t)xi * plane;
+        memcpy(tmp, u, plane * sizeof *u);
+        for (int o = 0; o < cout; o++)
+            for (int c = 0; c < cin; c++)
+                u[(size_t)(o / PANEL) * PANEL * cin + (size_t)c * PANEL + o % PANEL] = tmp[(size_t)o * cin + c];
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -436,7 +673,9 @@ static void pad_borders_task(void *ctx, int c, int slot)
 void pad_borders(float *xp, int C, int H, int W, int circular, int threads)
 {
     pad_args a = {xp, NULL, H, W, circular};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_borders_task, &a);
+    profile_stop(t0, "pad_borders", C, C, H, W, 0.0);
 }
 
 static void pad_copy_task(void *ctx, int c, int slot)
@@ -458,7 +697,9 @@ static void pad_copy_task(void *ctx, int c, int slot)
 void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads)
 {
     pad_args a = {xp, x, H, W, center};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_copy_task, &a);
+    profile_stop(t0, "pad_copy", C, C, H, W, 0.0);
 }
 
 /* Nearest x2: output pixel (i, j) of 2H x 2W is input pixel (i/2, j/2). */
@@ -478,7 +719,9 @@ static void pad_upsample2_task(void *ctx, int c, int slot)
 void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads)
 {
     pad_args a = {xp, x, H, W, 0};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * padded_plane(2 * H, 2 * W), threads), C, pad_upsample2_task, &a);
+    profile_stop(t0, "pad_upsample2", C, C, H, W, 0.0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -546,12 +789,39 @@ static int wino_rows(int cin, int cout, int W, int H)
     return r < 1 ? 1 : (int)r;
 }
 
+/* Layouts of a band of n tiles (ops.c's packed kernel or OpenBLAS):
+ *   V: packed:  [xi][n / BLOCK_N][cin][BLOCK_N] (panels of BLOCK_N tiles,
+ *               the last one padded), each the B of one kernel call;
+ *      else     [xi][cin][n];
+ *   M: [xi][cout][n]. */
+static size_t wino_v_stride(int cin, size_t n)          /* floats of one xi of V */
+{
+    return (size_t)cin * (use_packed_kernel() ? round_up(n, BLOCK_N) : n);
+}
+
+static size_t wino_band_floats(int cin, int cout, size_t n)
+{
+    return 16 * (wino_v_stride(cin, n) + (size_t)cout * n);
+}
+
+/* Many bands (large images): the team shares out whole bands, one
+ * parallel_for per convolution.  Few bands (the deep, small layers): the
+ * team shares each step of each band, three parallel_fors a band. */
+static int wino_bands_in_parallel(int th, int rows, int threads)
+{
+    return threads > 1 && (th + rows - 1) / rows >= 4 * threads;
+}
+
 size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
 {
     if (conv3x3_uses_winograd(cin, cout)) {
         const size_t tw = (size_t)(W + 1) / 2, rows = (size_t)wino_rows(cin, cout, W, H);
-        /* V and M of a band, and per thread a row of transform temporaries */
-        return 16 * (size_t)(cin + cout) * rows * tw + (size_t)threads * 16 * tw;
+        /* V and M of a band, and per thread a row of transform temporaries;
+         * or, bands in parallel, all of that per thread */
+        const size_t band = wino_band_floats(cin, cout, rows * tw), tmp = 16 * tw;
+        if (wino_bands_in_parallel((H + 1) / 2, (int)rows, threads))
+            return (size_t)threads * (band + tmp);
+        return band + (size_t)threads * tmp;
     }
     if (use_shift(cin, W)) {
         size_t n = (size_t)(H - 1) * padded_stride(W) + W;
@@ -608,14 +878,30 @@ void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
     }
 }
 
-/* V[c][xi][r tw + tx] = (B^T d B)[xi] for input channel c and the tiles of
- * tile rows ty0 .. ty0 + nr - 1; `tmp` holds 16 tw floats. */
-VECTOR_CLONES static void wino_input(const float *xp, int ch, int H, int W, int ty0, int nr, float *V, float *tmp)
+/* B^T applied down the columns of (d B), for `run` tiles side by side.
+ * (restrict: the outputs are V, the inputs the temporaries, and saying so
+ * lets the compiler vectorize.) */
+static inline void wino_input_column(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                                     const float *restrict d3, float *restrict o0, float *restrict o1,
+                                     float *restrict o2, float *restrict o3, int run)
+{
+    for (int j = 0; j < run; j++) {
+        o0[j] = d0[j] - d2[j];
+        o1[j] = d1[j] + d2[j];
+        o2[j] = d2[j] - d1[j];
+        o3[j] = d1[j] - d3[j];
+    }
+}
+
+/* V[xi][c][t] = (B^T d B)[xi] for input channel c and the tiles t = r tw +
+ * tx of tile rows ty0 .. ty0 + nr - 1, in the layout above (packed: the
+ * last panel's unused columns set to zero); `tmp` holds 16 tw floats. */
+VECTOR_CLONES static void wino_input(const float *xp, int ch, int cin, int H, int W, int ty0, int nr, float *V,
+                                     int packed, float *tmp)
 {
     const int Wp = padded_stride(W), tw = (W + 1) / 2, n = nr * tw;
-    const size_t P = padded_plane(H, W);
+    const size_t P = padded_plane(H, W), xi_stride = wino_v_stride(cin, (size_t)n);
     const float *x = xp + (size_t)ch * P;
-    float *v = V + (size_t)ch * 16 * n;
     for (int r = 0; r < nr; r++) {
         /* d B: each of the patch's 4 rows, along its columns */
         for (int i = 0; i < 4; i++) {
@@ -629,18 +915,31 @@ VECTOR_CLONES static void wino_input(const float *xp, int ch, int H, int W, int 
                 t3[tx] = b - d;
             }
         }
-        /* B^T (d B): down the patch's columns */
-        for (int k = 0; k < 4; k++) {
-            const float *d0 = tmp + (size_t)k * tw, *d1 = d0 + 4 * tw, *d2 = d1 + 4 * tw, *d3 = d2 + 4 * tw;
-            float *o0 = v + (size_t)k * n + (size_t)r * tw, *o1 = o0 + 4 * (size_t)n, *o2 = o1 + 4 * (size_t)n,
-                  *o3 = o2 + 4 * (size_t)n;
-            for (int tx = 0; tx < tw; tx++) {
-                o0[tx] = d0[tx] - d2[tx];
-                o1[tx] = d1[tx] + d2[tx];
-                o2[tx] = d2[tx] - d1[tx];
-                o3[tx] = d1[tx] - d3[tx];
+        /* B^T (d B): down the patch's columns, xi = 4 i + k, straight into
+         * V, a run of tiles that share a panel at a time */
+        for (int tx0 = 0; tx0 < tw;) {
+            const int t = r * tw + tx0;
+            int run = tw - tx0;
+            size_t at = (size_t)ch * n + (size_t)t;
+            if (packed) {
+                if (run > BLOCK_N - t % BLOCK_N)
+                    run = BLOCK_N - t % BLOCK_N;
+                at = (size_t)(t / BLOCK_N) * cin * BLOCK_N + (size_t)ch * BLOCK_N + (size_t)(t % BLOCK_N);
             }
+            for (int k = 0; k < 4; k++) {
+                const float *d0 = tmp + (size_t)k * tw + tx0, *d1 = d0 + 4 * tw, *d2 = d1 + 4 * tw,
+                            *d3 = d2 + 4 * tw;
+                float *o0 = V + (size_t)k * xi_stride + at;
+                wino_input_column(d0, d1, d2, d3, o0, o0 + 4 * xi_stride, o0 + 8 * xi_stride,
+                                  o0 + 12 * xi_stride, run);
+            }
+            tx0 += run;
         }
+    }
+    if (packed && n % BLOCK_N) {
+        const size_t tail = (size_t)(n / BLOCK_N) * cin * BLOCK_N + (size_t)ch * BLOCK_N + (size_t)(n % BLOCK_N);
+        for (int xi = 0; xi < 16; xi++)
+            memset(V + (size_t)xi * xi_stride + tail, 0, (size_t)(BLOCK_N - n % BLOCK_N) * sizeof *V);
     }
 }
 
@@ -650,14 +949,15 @@ VECTOR_CLONES static void wino_output(const float *M, const conv2d_w *c, int o, 
                                       int H, int W, int ty0, int nr, float *y, float *tmp)
 {
     const int tw = (W + 1) / 2, n = nr * tw, full = W / 2;
-    const float *m = M + (size_t)o * 16 * n;
+    const size_t xi_stride = (size_t)c->cout * n;
+    const float *m = M + (size_t)o * n;
     const float bias = c->b[o] + (extra ? extra[o] : 0.0f);
     for (int r = 0; r < nr; r++) {
         /* A^T M: down the columns, two rows of results */
         float *a0 = tmp, *a1 = tmp + 4 * tw;
         for (int k = 0; k < 4; k++) {
-            const float *e0 = m + (size_t)k * n + (size_t)r * tw, *e1 = e0 + 4 * (size_t)n,
-                        *e2 = e1 + 4 * (size_t)n, *e3 = e2 + 4 * (size_t)n;
+            const float *e0 = m + (size_t)k * xi_stride + (size_t)r * tw, *e1 = e0 + 4 * xi_stride,
+                        *e2 = e1 + 4 * xi_stride, *e3 = e2 + 4 * xi_stride;
             for (int tx = 0; tx < tw; tx++) {
                 a0[k * tw + tx] = e0[tx] + e1[tx] + e2[tx];
                 a1[k * tw + tx] = e1[tx] - e2[tx] - e3[tx];
@@ -706,28 +1006,49 @@ static void wino_input_task(void *ctx, int ch, int slot)
 {
     const conv_args *a = ctx;
     float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
-    wino_input(a->xp, ch, a->H, a->W, a->ty0, a->nr, a->scratch, tmp);
+    wino_input(a->xp, ch, a->c->cin, a->H, a->W, a->ty0, a->nr, a->scratch, winograd_packed(a->c->cout), tmp);
 }
 
-/* M_xi = U_xi V_xi (the 16 xi of a channel are consecutive rows of V, M) */
-static void wino_gemm_task(void *ctx, int xi, int slot)
+/* M_xi = U_xi V_xi, on the packed kernel or OpenBLAS. */
+static void wino_gemm_task(void *ctx, int task, int slot)
 {
     const conv_args *a = ctx;
-    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * ((a->W + 1) / 2);
-    const float *V = a->scratch;
-    float *M = a->scratch + (size_t)16 * cin * n;
+    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * ((a->W + 1) / 2), xi = task % 16;
+    const size_t v_stride = wino_v_stride(cin, (size_t)n);
+    const float *V = a->scratch + (size_t)xi * v_stride, *U = a->c->u + (size_t)xi * cout * cin;
+    float *M = a->scratch + 16 * v_stride + (size_t)xi * cout * n;
     (void)slot;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, n, cin, 1.0f, a->c->u + (size_t)xi * cout * cin, cin,
-                V + (size_t)xi * n, 16 * n, 0.0f, M + (size_t)xi * n, 16 * n);
+    if (!winograd_packed(cout)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, n, cin, 1.0f, U, cin, V, n, 0.0f, M, n);
+        return;
+    }
+    gemm_packed(cout, cin, U, V, M, n, 0, n);
 }
 
 static void wino_output_task(void *ctx, int o, int slot)
 {
     const conv_args *a = ctx;
     const int n = a->nr * ((a->W + 1) / 2);
-    const float *M = a->scratch + (size_t)16 * a->c->cin * n;
+    const float *M = a->scratch + 16 * wino_v_stride(a->c->cin, (size_t)n);
     float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
     wino_output(M, a->c, o, a->extra, a->accumulate, a->H, a->W, a->ty0, a->nr, a->y, tmp);
+}
+
+/* A whole band, its three steps one after the other, on one thread (the
+ * band's V and M and temporaries in that thread's part of the scratch). */
+static void wino_band_task(void *ctx, int band, int slot)
+{
+    conv_args b = *(const conv_args *)ctx;
+    const int th = (b.H + 1) / 2, rows = b.nr;
+    b.scratch += (size_t)slot * (b.per_thread + 16 * (size_t)((b.W + 1) / 2));
+    b.ty0 = band * rows;
+    b.nr = th - b.ty0 < rows ? th - b.ty0 : rows;
+    for (int ch = 0; ch < b.c->cin; ch++)
+        wino_input_task(&b, ch, 0);
+    for (int xi = 0; xi < 16; xi++)
+        wino_gemm_task(&b, xi, 0);
+    for (int o = 0; o < b.c->cout; o++)
+        wino_output_task(&b, o, 0);
 }
 
 static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
@@ -735,7 +1056,12 @@ static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, f
 {
     const int tw = (W + 1) / 2, th = (H + 1) / 2, rows = wino_rows(c->cin, c->cout, W, H);
     conv_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .scratch = scratch, .H = H, .W = W,
-                   .accumulate = accumulate, .per_thread = 16 * (size_t)(c->cin + c->cout) * rows * tw};
+                   .accumulate = accumulate, .per_thread = wino_band_floats(c->cin, c->cout, (size_t)rows * tw)};
+    if (wino_bands_in_parallel(th, rows, threads)) {
+        a.nr = rows;
+        parallel_for(threads, (th + rows - 1) / rows, wino_band_task, &a);
+        return;
+    }
     for (a.ty0 = 0; a.ty0 < th; a.ty0 += rows) {
         a.nr = th - a.ty0 < rows ? th - a.ty0 : rows;
         parallel_for(team_for((size_t)c->cin * a.nr * tw * 16, threads), c->cin, wino_input_task, &a);
@@ -831,17 +1157,21 @@ static void conv3x3_im2col(const conv2d_w *c, const float *xp, int H, int W, flo
 void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
              float *scratch, int threads)
 {
+    double t0 = profile_start();
+    const char *scheme;
     if (c->u) {
+        scheme = "conv3x3 winograd";
         conv3x3_winograd(c, xp, H, W, y, extra, accumulate, scratch, threads);
-        return;
-    }
-    if (use_shift(c->cin, W)) {
+    } else if (use_shift(c->cin, W)) {
+        scheme = "conv3x3 shifted";
         conv3x3_shifted(c, xp, H, W, y, extra, accumulate, scratch, threads);
-        return;
+    } else {
+        scheme = "conv3x3 im2col";
+        if (!accumulate)
+            fill_bias(y, c->b, extra, c->cout, (size_t)H * W, threads);
+        conv3x3_im2col(c, xp, H, W, y, scratch, threads);
     }
-    if (!accumulate)
-        fill_bias(y, c->b, extra, c->cout, (size_t)H * W, threads);
-    conv3x3_im2col(c, xp, H, W, y, scratch, threads);
+    profile_stop(t0, scheme, c->cin, c->cout, H, W, 18.0 * c->cin * c->cout * H * W);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -899,6 +1229,7 @@ void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int p
     const int cin = c->cin, cout = c->cout, K = 9 * cin;
     const int Ho = H / 2, Wo = W / 2;          /* (H + pad_lt + 1 - 3) / 2 + 1 for even H */
     const int R = im2col_rows((size_t)K, Ho, Wo);
+    double t0 = profile_start();
     for (int r0 = 0; r0 < Ho; r0 += R) {
         int rows = Ho - r0 < R ? Ho - r0 : R;
         size_t n = (size_t)rows * Wo;
@@ -906,6 +1237,7 @@ void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int p
         parallel_for(team_for((size_t)K * n, threads), K, down_im2col_task, &a);
         gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * Wo, Ho * Wo, threads);
     }
+    profile_stop(t0, "conv down", cin, cout, H, W, 2.0 * K * cout * Ho * Wo);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -915,7 +1247,9 @@ void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int p
 void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads)
 {
     /* y (cout x HW) += W[:, k0 : k0+K] (cout x K, row stride cin) . x (K x HW) */
+    double t0 = profile_start();
     gemm(0, 0, c->cout, (int)HW, K, 1.0f, c->w + k0, c->cin, x, (int)HW, 1.0f, y, (int)HW, threads);
+    profile_stop(t0, "conv1x1", K, c->cout, (int)HW, 1, 2.0 * K * c->cout * HW);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1035,7 +1369,9 @@ void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, co
 {
     const int C = Ca + Cb;
     norm_args a = {g, eps, silu_after, Ca, C / groups, H, W, padded, xa, xb, y};
+    double t0 = profile_start();
     parallel_for(team_for((size_t)C * H * W / 2, threads), groups, group_norm_task, &a);
+    profile_stop(t0, silu_after ? "group_norm+silu" : "group_norm", C, C, H, W, 0.0);
 }
 
 /* ------------------------------------------------------------------------ */

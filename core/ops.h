@@ -34,6 +34,15 @@
  *     too. */
 int conv3x3_uses_winograd(int cin, int cout);
 void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp);   /* tmp: 16 cin floats */
+
+/* On CPUs with AVX-512 the Winograd GEMMs run on the project's own kernel,
+ * which reads U in panels of 16 output channels, [16][cout / 16][cin][16]:
+ * winograd_packed(cout) says whether a layer's U is so packed, and
+ * winograd_pack rearranges it in place (tmp: cout cin floats).  Setting
+ * DDPM_NO_PACKED in the environment turns the kernel off (OpenBLAS for
+ * every GEMM), so that tests can check both paths on one machine. */
+int winograd_packed(int cout);
+void winograd_pack(float *U, int cout, int cin, float *tmp);
 void conv3x3_repack(float *w, int cout, int cin, float *tmp);
 
 /* Layout of a padded buffer: row stride, plane size, pixel (0, 0). */

@@ -1,22 +1,27 @@
-"""Texture quality against cost for each sampler: SWD per (sampler, steps) and wall time per image.
+"""Texture quality against cost for each sampler: SWD per (sampler, steps) and seconds per texture.
 
     tools/gimp3-env --python python3 tools/sampler_curves.py --model weights/ddpm-texture \\
         --ddpm build/cli/ddpm --data /var/cache/gimp-ddpm/work/data/textures.pt \\
-        --samplers ddpm,ddim,dpm-solver++ --steps 10,20,50,100,250,1000 --images 2 --size 256 \\
-        --plot weights/ddpm-texture/sampler_curves.png --csv weights/ddpm-texture/sampler_curves.csv
+        --samplers ddpm,ddim,dpm-solver++ --steps 10,20,50,100,250,1000 --images 48 --size 64 \\
+        --ms-per-eval 930 --plot weights/ddpm-texture/sampler_curves.png --csv sampler_curves.csv
 
 For every sampler and step count K, `ddpm generate --sampler S --steps K`
-makes --images images of --size^2 (seeds 1, 2, ...; tileable, as
+makes --images independent images of --size^2 (seeds 1, 2, ...; tileable, as
 tools/evaluate.py does), each cut into 64x64 tiles, and
-tools/texture_metrics.py's SWD compares the tiles with held-out real crops
-(lower is better; the floor is real vs real).  The wall time is the
-command's, per image, model loading included.  Prints a Markdown table,
-optionally writes a CSV, and plots SWD against K and against seconds per
-image, one curve per sampler, with the floor and the blurred-real ceiling
-for reference.
+tools/texture_metrics.py's SWD compares the tiles with 256 real crops of the
+held-out textures and, separately, of the training textures (lower is better).
+Many small independent images, not a few large ones: each generated image is
+one texture, and the real sets hold 25 and 208 different textures, so a
+handful of large images would measure how few textures they show.  Each
+reference gets its own floor, SWD between two real sets of the same sizes.
 
-Wall times are only comparable within one run on a quiet machine: any
-other load (e.g. a training job) slows every setting, not evenly."""
+Cost: with --ms-per-eval (median ms of one network evaluation at the size the
+user pays for, from `ddpm bench --size 512x512` on an idle machine) the
+seconds axis is K x that, the cost of a 512x512 texture whatever else runs on
+the machine meanwhile; without it, the measured wall time per image, which is
+only comparable within one run on a quiet machine.  --merge adds the rows of
+an earlier run's CSV (e.g. the DDPM chain with the other variance) to the
+table and the plot."""
 import argparse
 import csv
 import os
@@ -57,42 +62,43 @@ def label(sampler, eta, variance):
     return sampler
 
 
-def plot(rows, floor, ceiling, out, title):
+def plot(rows, floors, out, title, xlabel):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, (ax_k, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in dict.fromkeys(r["label"] for r in rows):
-        rs = sorted((r for r in rows if r["label"] == name), key=lambda r: r["steps"])
-        ks = [r["steps"] for r in rs]
-        swd = [r["swd"] for r in rs]
-        secs = [r["seconds"] for r in rs]
-        ax_k.plot(ks, swd, marker="o", label=name)
-        line, = ax_t.plot(secs, swd, marker="o", label=name)
-        for k, s, w in zip(ks, secs, swd):
-            ax_t.annotate(str(k), (s, w), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                          color=line.get_color())
+    refs = list(floors)
+    fig, axes = plt.subplots(len(refs), 2, figsize=(11, 4.2 * len(refs)), squeeze=False)
     plain = matplotlib.ticker.FormatStrFormatter("%g")
-    for ax in (ax_k, ax_t):
-        ax.axhline(floor, color="gray", linestyle="--", linewidth=1, label="real vs real (floor)")
-        ax.axhline(ceiling, color="gray", linestyle=":", linewidth=1, label="blurred real")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-        ax.tick_params(axis="x", which="minor", labelsize=7)
-        ax.set_ylabel("SWD x 1e3 (lower is better)")
-        ax.grid(True, which="both", alpha=0.3)
-    ks = sorted({r["steps"] for r in rows})
-    ax_k.set_xticks(ks)
-    ax_k.set_xticks([], minor=True)
-    ax_k.set_xlabel("steps K")
-    ax_t.set_xlabel("seconds per image (wall time)")
-    ax_k.legend(fontsize=8)
+    for (ax_k, ax_t), ref in zip(axes, refs):
+        for name in dict.fromkeys(r["label"] for r in rows):
+            rs = sorted((r for r in rows if r["label"] == name), key=lambda r: r["steps"])
+            ks = [r["steps"] for r in rs]
+            swd = [r["swd_" + ref] for r in rs]
+            secs = [r["seconds"] for r in rs]
+            ax_k.plot(ks, swd, marker="o", label=name)
+            line, = ax_t.plot(secs, swd, marker="o", label=name)
+            for k, s, w in zip(ks, secs, swd):
+                ax_t.annotate(str(k), (s, w), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                              color=line.get_color())
+        for ax in (ax_k, ax_t):
+            ax.axhline(floors[ref], color="gray", linestyle="--", linewidth=1, label="real vs real (floor)")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="x", which="minor", labelsize=7)
+            ax.set_ylabel(f"SWD vs {ref} crops (lower is better)")
+            ax.grid(True, which="both", alpha=0.3)
+        ks = sorted({r["steps"] for r in rows})
+        ax_k.set_xticks(ks)
+        ax_k.set_xticks([], minor=True)
+        ax_k.set_xlabel("steps K")
+        ax_t.set_xlabel(xlabel)
+        ax_k.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
@@ -105,25 +111,41 @@ def main():
     ap.add_argument("--steps", default="10,20,50,100,250,1000")
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (default 0: deterministic)")
     ap.add_argument("--variance", default="", help="DDPM's variance (default: the model's)")
-    ap.add_argument("--images", type=int, default=2)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--images", type=int, default=48)
+    ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--ms-per-eval", type=float, default=0,
+                    help="ms per network evaluation at the size that matters (ddpm bench); "
+                    "the seconds axis becomes K x this")
+    ap.add_argument("--cost-size", default="512x512", help="the size --ms-per-eval was measured at (labels)")
+    ap.add_argument("--merge", help="add the rows of this earlier CSV")
     ap.add_argument("--plot", help="write the curves here (PNG)")
     ap.add_argument("--csv", help="write the table here")
     ap.add_argument("--keep", help="keep the generated images in this folder")
     a = ap.parse_args()
 
-    samplers = a.samplers.split(",")
+    samplers = [s for s in a.samplers.split(",") if s]
     steps = [int(s) for s in a.steps.split(",")]
     data = torch.load(a.data, weights_only=False)
-    real = tm.heldout_crops(data["heldout"], 256, 64, seed=1)
-    real2 = tm.heldout_crops(data["heldout"], 256, 64, seed=2)
-    floor = tm.swd(real, real2)[0]
-    ceiling = tm.swd(real, tm._blur(tm._blur(tm._blur(real2))))[0]
-    print(f"floor (real vs real) SWD {floor:.0f}; blurred real {ceiling:.0f}")
-    print("| sampler | steps | SWD | s per image |\n|---|---|---|---|", flush=True)
+    # One real set per reference, and the floor: another real set of the same
+    # size as the generated one (--images x tiles per image).
+    tiles = a.images * (a.size // 64) ** 2
+    reals, floors = {}, {}
+    for ref, items in (("held-out", data["heldout"]), ("training", data["train"])):
+        reals[ref] = tm.heldout_crops(items, 256, 64, seed=1)
+        floors[ref] = tm.swd(reals[ref], tm.heldout_crops(items, tiles, 64, seed=2))[0]
+        print(f"floor vs {ref} crops ({tiles} other real crops): SWD {floors[ref]:.0f}")
+    cost = "s per image" if not a.ms_per_eval else f"s per {a.cost_size} (K x {a.ms_per_eval:g} ms)"
+    print(f"| sampler | steps | SWD vs held-out | SWD vs training | {cost} |\n|---|---|---|---|---|", flush=True)
 
     rows = []
+    if a.merge:
+        with open(a.merge) as f:
+            for r in csv.DictReader(f):
+                rows.append({k: (int(v) if k in ("steps", "tiles") else v if k in ("sampler", "label")
+                                 else float(v)) for k, v in r.items()})
+                if a.ms_per_eval:          # re-cost the earlier rows with this run's figure
+                    rows[-1]["seconds"] = rows[-1]["steps"] * a.ms_per_eval / 1e3
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or tmp
         for sampler in samplers:
@@ -135,10 +157,14 @@ def main():
                                  eta=a.eta, variance=a.variance, threads=a.threads)
                         for seed in range(1, a.images + 1)]
                 fake = tm.load_pngs(d, 64)
-                value = tm.swd(real, fake)[0]
-                rows.append({"sampler": sampler, "label": name, "steps": k, "swd": value,
-                             "seconds": float(np.mean(secs)), "tiles": len(fake)})
-                print(f"| {name} | {k} | {value:.0f} | {np.mean(secs):.1f} |", flush=True)
+                seconds = k * a.ms_per_eval / 1e3 if a.ms_per_eval else float(np.mean(secs))
+                row = {"sampler": sampler, "label": name, "steps": k,
+                       "swd_held-out": tm.swd(reals["held-out"], fake)[0],
+                       "swd_training": tm.swd(reals["training"], fake)[0],
+                       "seconds": seconds, "wall_per_image": float(np.mean(secs)), "tiles": len(fake)}
+                rows.append(row)
+                print(f"| {name} | {k} | {row['swd_held-out']:.0f} | {row['swd_training']:.0f} | {seconds:.1f} |",
+                      flush=True)
 
     if a.csv:
         with open(a.csv, "w", newline="") as f:
@@ -147,9 +173,11 @@ def main():
             w.writerows(rows)
         print(f"table: {a.csv}")
     if a.plot:
-        title = (f"{os.path.basename(os.path.normpath(a.model))}: {a.images} image(s) of {a.size}^2 per point, "
-                 f"SWD on 64x64 tiles vs held-out crops")
-        plot(rows, floor, ceiling, a.plot, title)
+        title = (f"{os.path.basename(os.path.normpath(a.model))}: {a.images} independent {a.size}x{a.size} "
+                 f"images per point, SWD on 64x64 tiles")
+        xlabel = (f"seconds for a {a.cost_size} texture (K x {a.ms_per_eval:g} ms per evaluation)"
+                  if a.ms_per_eval else "seconds per image (wall time)")
+        plot(rows, floors, a.plot, title, xlabel)
         print(f"plot: {a.plot}")
 
 

@@ -1,0 +1,185 @@
+/* test_conv.c: every scheme of the 3x3 convolution against a direct sum.
+ *
+ *   test_engine_conv
+ *
+ * For a grid of shapes (channel counts that take the Winograd path with the
+ * wide and the narrow packed kernel, the OpenBLAS fallback, the shifted GEMMs
+ * and im2col; odd, tiny and large images; zero and circular padding; bias
+ * plus a per-channel extra, and accumulation) conv3x3 must match
+ *
+ *     y[o, i, j] = b[o] + e[o] + sum_{c, ky, kx} w[o, c, ky, kx] x[c, i + ky - 1, j + kx - 1]
+ *
+ * computed here in double, within 1e-5 of the largest |y|; and one and three
+ * threads, normal and tiny block sizes (which cut the image into many bands,
+ * so that bands run in parallel) must give the same bits.  Run once as is
+ * and once with DDPM_NO_PACKED=1 (meson.build), so that the packed AVX-512
+ * kernels and the OpenBLAS path are both checked on a machine that has the
+ * former.
+ */
+#include "ops.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static float uniform(void)   /* xorshift64*, in [-1, 1) */
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (float)((rng_state * 2685821657736338717u >> 40) / (double)(1u << 24) * 2.0 - 1.0);
+}
+
+static int wrap(int v, int n)
+{
+    return ((v % n) + n) % n;
+}
+
+/* The direct sum, in double. */
+static void reference(const float *w, const float *b, const float *extra, const float *x, int cin, int cout, int H,
+                      int W, int circular, double *y)
+{
+    for (int o = 0; o < cout; o++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                double s = (double)b[o] + (double)extra[o];
+                for (int c = 0; c < cin; c++)
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int si = i + ky - 1, sj = j + kx - 1;
+                            if (circular) {
+                                si = wrap(si, H);
+                                sj = wrap(sj, W);
+                            } else if (si < 0 || si >= H || sj < 0 || sj >= W) {
+                                continue;
+                            }
+                            s += (double)w[((size_t)(o * cin + c) * 3 + ky) * 3 + kx] *
+                                 (double)x[((size_t)c * H + si) * W + sj];
+                        }
+                y[((size_t)o * H + i) * W + j] = s;
+            }
+}
+
+/* The weights as the loader leaves them (model.c): Winograd's U, packed
+ * when the kernel reads it so, or repacked taps for the GEMM schemes. */
+static conv2d_w prepare(const float *w, const float *b, int cin, int cout, float **storage)
+{
+    conv2d_w c = {.b = b, .cin = cin, .cout = cout, .k = 3};
+    size_t numel = (size_t)9 * cin * cout;
+    float *tmp = malloc((numel + 16 * (size_t)cin) * sizeof *tmp);
+    if (conv3x3_uses_winograd(cin, cout)) {
+        float *u = malloc((size_t)16 * cin * cout * sizeof *u);
+        winograd_weights(w, cout, cin, u, tmp);
+        if (winograd_packed(cout))
+            winograd_pack(u, cout, cin, tmp);
+        c.u = u;
+        *storage = u;
+    } else {
+        float *r = malloc(numel * sizeof *r);
+        memcpy(r, w, numel * sizeof *r);
+        conv3x3_repack(r, cout, cin, tmp);
+        c.w = r;
+        *storage = r;
+    }
+    free(tmp);
+    return c;
+}
+
+/* y = conv(x) + b + extra (accumulate = 0), or y = y0 + conv(x) (1). */
+static float *run(const conv2d_w *c, const float *x, int H, int W, int circular, const float *extra,
+                  int accumulate, const float *y0, int threads)
+{
+    const int cin = c->cin, cout = c->cout;
+    float *xp = calloc((size_t)cin * padded_plane(H, W), sizeof *xp);
+    for (int ch = 0; ch < cin; ch++)
+        for (int i = 0; i < H; i++)
+            memcpy(padded_interior(xp + (size_t)ch * padded_plane(H, W), W) + (size_t)i * padded_stride(W),
+                   x + ((size_t)ch * H + i) * W, (size_t)W * sizeof *x);
+    pad_borders(xp, cin, H, W, circular, threads);
+    float *y = malloc((size_t)cout * H * W * sizeof *y);
+    if (accumulate)
+        memcpy(y, y0, (size_t)cout * H * W * sizeof *y);
+    float *scratch = malloc((conv3x3_scratch_floats(cin, cout, H, W, threads) + 1) * sizeof *scratch);
+    conv3x3(c, xp, H, W, y, extra, accumulate, scratch, threads);
+    free(scratch);
+    free(xp);
+    return y;
+}
+
+static void check_shape(int cin, int cout, int H, int W, int circular)
+{
+    const size_t nw = (size_t)9 * cin * cout, nx = (size_t)cin * H * W, ny = (size_t)cout * H * W;
+    float *w = malloc(nw * sizeof *w), *b = malloc((size_t)cout * sizeof *b), *e = malloc((size_t)cout * sizeof *e);
+    float *x = malloc(nx * sizeof *x), *zero = calloc((size_t)cout, sizeof *zero), *y0 = malloc(ny * sizeof *y0);
+    double *ref = malloc(ny * sizeof *ref);
+    for (size_t i = 0; i < nw; i++)
+        w[i] = uniform() / sqrtf(9.0f * cin);
+    for (int o = 0; o < cout; o++) {
+        b[o] = uniform();
+        e[o] = uniform();
+    }
+    for (size_t i = 0; i < nx; i++)
+        x[i] = uniform();
+    for (size_t i = 0; i < ny; i++)
+        y0[i] = uniform();
+    reference(w, b, e, x, cin, cout, H, W, circular, ref);
+
+    float *storage = NULL;
+    conv2d_w c = prepare(w, b, cin, cout, &storage);
+    double scale = 0.0;
+    for (size_t i = 0; i < ny; i++)
+        scale = fmax(scale, fabs(ref[i]));
+
+    for (int tiny = 0; tiny < 2; tiny++) {
+        ops_use_tiny_blocks(tiny);
+        float *y1 = run(&c, x, H, W, circular, e, 0, NULL, 1);
+        float *y3 = run(&c, x, H, W, circular, e, 0, NULL, 3);
+        /* accumulate: y0 + conv(x) - (b + e) bias-free; compare y - y0 with ref - b - e */
+        float *ya = run(&c, x, H, W, circular, zero, 1, y0, 3);
+        double err = 0.0, err_acc = 0.0;
+        for (int o = 0; o < cout; o++)
+            for (size_t p = 0; p < (size_t)H * W; p++) {
+                size_t i = (size_t)o * H * W + p;
+                err = fmax(err, fabs(y1[i] - ref[i]));
+                err_acc = fmax(err_acc, fabs((double)ya[i] - y0[i] - (ref[i] - b[o] - e[o])));
+            }
+        int same = memcmp(y1, y3, ny * sizeof *y1) == 0;
+        if (err > 1e-5 * scale || err_acc > 1e-5 * scale || !same) {
+            failures++;
+            printf("FAIL cin %d cout %d %dx%d %s%s: error %.3g, accumulate %.3g (scale %.3g), 1 vs 3 threads %s\n",
+                   cin, cout, H, W, circular ? "circular" : "zero", tiny ? " tiny blocks" : "", err, err_acc,
+                   scale, same ? "same" : "DIFFER");
+        }
+        free(y1);
+        free(y3);
+        free(ya);
+    }
+    ops_use_tiny_blocks(0);
+    free(storage);
+    free(w), free(b), free(e), free(x), free(zero), free(y0), free(ref);
+}
+
+int main(void)
+{
+    /* channels: Winograd with the packed kernel (cout % 16; narrow when
+     * cout % 32 and few tiles), Winograd on OpenBLAS (cout 24), shifted GEMMs
+     * and im2col (cin or cout < 16, conv_in/conv_out-like) */
+    static const int channels[][2] = {{16, 16}, {32, 32}, {48, 64}, {64, 32}, {16, 24}, {8, 16}, {3, 16}, {32, 3}};
+    static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 5}, {4, 4}, {8, 8}, {7, 12}, {16, 16}, {33, 20}, {64, 64}};
+    int shapes = 0;
+    for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+            for (int circular = 0; circular < 2; circular++) {
+                check_shape(channels[ci][0], channels[ci][1], sizes[si][0], sizes[si][1], circular);
+                shapes++;
+            }
+    printf("%d shapes, packed kernel %s: %s\n", shapes, winograd_packed(32) ? "on" : "off",
+           failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}
