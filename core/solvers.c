@@ -60,15 +60,22 @@ ddpm_status ddpm_sampler_parse(const char *name, ddpm_sampler *out)
  *   sigma  = eta sqrt((1 - abar_p)/(1 - abar_t) · (1 - abar_t/abar_p))   eq. (16)
  *   x_prev = sqrt(abar_p) x^_0 + sqrt(1 - abar_p - sigma^2) eps + sigma z   eq. (12)
  *
- * with abar_p = abar[prev_t], or 1 past the end (set_alpha_to_one = True).
- * As diffusers does by default (use_clipped_model_output = False), the
- * "direction pointing to x_t" uses the model's eps even where x^_0 was
- * clipped.  For x_0- and v-prediction, eps is derived from the unclipped
- * x^_0 as diffusers does:
- *   sample: eps = (x_t - sqrt(abar_t) x^_0) / sqrt(1 - abar_t)
- *   v:      x^_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v,  eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t
- * With eta = 1 and no clipping this is the DDPM posterior (eq. 7) with
- * sigma^2 = beta~ written another way; with eta = 0 it is deterministic.
+ * with abar_p = abar[prev_t], or 1 past the end (set_alpha_to_one = True),
+ * and x^_0 from any prediction type:
+ *   epsilon: x^_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+ *   sample:  x^_0 = the output
+ *   v:       x^_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v
+ * The "direction pointing to x_t" then uses the eps that the clipped x^_0
+ * implies, eps = (x_t - sqrt(abar_t) x^_0) / sqrt(1 - abar_t), as diffusers
+ * does with use_clipped_model_output = True (and GLIDE always).  Its
+ * default keeps the model's own eps: where x^_0 is clipped, the two parts
+ * of x_prev then disagree, and over many steps the excess goes into the
+ * noise direction -- on our texture model, 100 DDIM steps turned every
+ * sample grey (per-image colour spread 3-14 levels against 4-43 with 10
+ * steps; tools/sampler_curves.py).  So the sample stays consistent with the
+ * x^_0 it is built from, and with eta = 1 this is exactly the DDPM
+ * posterior (eq. 7) with sigma^2 = beta~, clipped x^_0 included; with
+ * eta = 0 it is deterministic.
  * diffusers computes prev_t as t - T // K, the chain's next entry for its
  * "leading" spacing; we take the chain's next entry for every chain. */
 void ddpm_ddim_step(const ddpm_schedule *s, int t, int prev_t, float eta, const float *x_t,
@@ -101,23 +108,21 @@ void ddpm_ddim_step(const ddpm_schedule *s, int t, int prev_t, float eta, const 
     float lo = -(float)c->clip_sample_range, hi = (float)c->clip_sample_range;
 
     for (size_t i = 0; i < n; i++) {
-        float xt = x_t[i], out = model_output[i], x0, eps;
+        float xt = x_t[i], out = model_output[i], x0;
         switch (c->prediction_type) {
         case DDPM_PREDICT_SAMPLE:
             x0 = out;
-            eps = (xt - sqrt_alpha_prod_t * x0) / sqrt_beta_prod_t;
             break;
         case DDPM_PREDICT_V:
             x0 = sqrt_alpha_prod_t * xt - sqrt_beta_prod_t * out;
-            eps = sqrt_alpha_prod_t * out + sqrt_beta_prod_t * xt;
             break;
         default: /* DDPM_PREDICT_EPSILON */
             x0 = (xt - sqrt_beta_prod_t * out) / sqrt_alpha_prod_t;
-            eps = out;
             break;
         }
         if (clip) /* torch.clamp; a NaN stays NaN */
             x0 = x0 < lo ? lo : (x0 > hi ? hi : x0);
+        float eps = (xt - sqrt_alpha_prod_t * x0) / sqrt_beta_prod_t;
         float pred_sample_direction = coef_eps * eps;
         float prev = coef_x0 * x0 + pred_sample_direction;
         x_prev[i] = add_noise ? prev + std_dev_t * z[i] : prev;

@@ -21,7 +21,9 @@ pow / sqrt / log / exp kernels), written from their source and the papers:
                   D0 = x^_0(s0), D1 = (x^_0(s0) - x^_0(s1)) h / (lambda_s0 - lambda_s1)
 
 Settings mirrored: DDIMScheduler with set_alpha_to_one=True,
-use_clipped_model_output=False (its default), clip_sample and
+use_clipped_model_output=True (eps re-derived from the clipped x^_0, as GLIDE
+does; diffusers' default False keeps the model's eps, which with clip_sample
+drains colour and contrast over many steps), clip_sample and
 clip_sample_range from the model's config; DPMSolverMultistepScheduler with
 solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
 lower_order_final=True, euler_at_final=False, final_sigmas_type="zero" (its
@@ -134,7 +136,8 @@ class DDIMSchedulerRef:
         # 5. sigma_t(eta), eq. (16)
         variance = self._get_variance(timestep, prev_timestep)
         std_dev_t = eta * variance ** (0.5)
-        # (use_clipped_model_output=False: pred_epsilon stays the model's)
+        # use_clipped_model_output=True: eps re-derived from the clipped x^_0
+        pred_epsilon = (sample - alpha_prod_t ** (0.5) * pred_original_sample) / beta_prod_t ** (0.5)
         # 6. "direction pointing to x_t", eq. (12)
         pred_sample_direction = (1 - alpha_prod_t_prev - std_dev_t**2) ** (0.5) * pred_epsilon
         # 7. x_{t-1} without noise, eq. (12)
