@@ -373,7 +373,7 @@ static void add_conv(tensor_table *t, const char *prefix, conv2d_w *c, int cin, 
             t->floats = floats;
             e->winograd = 1;
             e->offset = t->wino_floats;
-            t->wino_floats += (size_t)16 * cout * cin;
+            t->wino_floats += winograd_floats(cin, cout);
         }
     } else {
         table_add(t, name, NULL, 4, (int64_t[]){cout, cin, k, k}, &c->w);
@@ -670,10 +670,10 @@ static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file 
     if (!found)
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
     ddpm_status s = match_tensors(m, tab, f, found, err, errlen);
-    size_t tmp_floats = 1;           /* a weight tensor, then 16 cin for the transform */
+    size_t tmp_floats = 1;           /* a weight tensor, then 36 cin for the transform */
     for (int i = 0; i < tab->n; i++)
-        if (tab->v[i].winograd && tab->v[i].numel + 16 * (size_t)tab->v[i].shape[1] > tmp_floats)
-            tmp_floats = tab->v[i].numel + 16 * (size_t)tab->v[i].shape[1];
+        if (tab->v[i].winograd && tab->v[i].numel + 36 * (size_t)tab->v[i].shape[1] > tmp_floats)
+            tmp_floats = tab->v[i].numel + 36 * (size_t)tab->v[i].shape[1];
     float *tmp = NULL;
     if (s == DDPM_OK) {
         m->arena_floats = tab->floats;

@@ -49,10 +49,12 @@ typedef struct {
     int gemm_block;            /* columns of a GEMM block (rows: a quarter)    */
     size_t wino_budget;        /* floats of V and M of one band of tile rows   */
     int wino_min_tiles;        /* but at least this many tiles in a band       */
+    size_t wino_f4_pixels;     /* images this large use F(4x4) where it can    */
 } block_sizes;
 
-static const block_sizes normal_blocks = {512 * 1024, 128 * 1024, 512, 16, 256 * 1024, 2e6, 256, 256 * 1024, 256};
-static const block_sizes tiny_blocks = {1024, 512, 16, 16, 512, 0.0, 16, 256, 1};
+static const block_sizes normal_blocks = {512 * 1024, 128 * 1024, 512, 16, 256 * 1024, 2e6, 256, 256 * 1024, 256,
+                                          128 * 128};
+static const block_sizes tiny_blocks = {1024, 512, 16, 16, 512, 0.0, 16, 256, 1, 16};
 static const block_sizes *blocks = &normal_blocks;
 
 void ops_use_tiny_blocks(int on)
@@ -68,6 +70,12 @@ void ops_use_tiny_blocks(int on)
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTOR_CLONES
+#endif
+
+#if defined(__GNUC__)
+#define INLINE_HELPER __attribute__((always_inline))
+#else
+#define INLINE_HELPER
 #endif
 
 static size_t round_up(size_t n, size_t m)
@@ -607,8 +615,8 @@ int winograd_packed(int cout)
 
 void winograd_pack(float *U, int cout, int cin, float *tmp)
 {
-    const size_t plane = (size_t)cout * cin;
-    for (int xi = 0; xi < 16; xi++) {
+    const size_t plane = (size_t)cout * cin, planes = winograd_floats(cin, cout) / plane;
+    for (size_t xi = 0; xi < planes; xi++) {
         float *u = U + (size_t)xi * plane;
         memcpy(tmp, u, plane * sizeof *u);
         for (int o = 0; o < cout; o++)
@@ -621,14 +629,15 @@ void winograd_pack(float *U, int cout, int cin, float *tmp)
 /* Padded planes                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The interior rounded up to whole 4 x 4 Winograd tiles, plus the border. */
 int padded_stride(int W)
 {
-    return W + 2 + (W & 1);
+    return (W + 3) / 4 * 4 + 2;
 }
 
 size_t padded_plane(int H, int W)
 {
-    return (size_t)(H + 2 + (H & 1)) * (size_t)padded_stride(W);
+    return (size_t)((H + 3) / 4 * 4 + 2) * (size_t)padded_stride(W);
 }
 
 float *padded_interior(float *xp, int W)
@@ -638,7 +647,7 @@ float *padded_interior(float *xp, int W)
 
 /* Circular: the border repeats the opposite edge (rows first, then whole
  * columns, which also fills the corners); zero: the border is 0.  The slack
- * row and column of odd sizes are always 0. */
+ * rows and columns past it (sizes not a multiple of 4) are always 0. */
 typedef struct {
     float *xp;
     const float *x;
@@ -664,11 +673,12 @@ static void pad_borders_task(void *ctx, int c, int slot)
         for (int i = 1; i <= H; i++)
             p[(size_t)i * Wp] = p[(size_t)i * Wp + W + 1] = 0.0f;
     }
-    if (W & 1)
+    const int Hp = (int)(padded_plane(H, W) / (size_t)Wp);
+    if (Wp > W + 2)
         for (int i = 0; i < H + 2; i++)
-            p[(size_t)i * Wp + W + 2] = 0.0f;
-    if (H & 1)
-        memset(p + (size_t)(H + 2) * Wp, 0, (size_t)Wp * sizeof *p);
+            memset(p + (size_t)i * Wp + W + 2, 0, (size_t)(Wp - W - 2) * sizeof *p);
+    if (Hp > H + 2)
+        memset(p + (size_t)(H + 2) * Wp, 0, (size_t)(Hp - H - 2) * Wp * sizeof *p);
 
 }
 
@@ -743,9 +753,40 @@ void conv3x3_repack(float *w, int cout, int cin, float *tmp)
     }
 }
 
+/* Winograd for layers of 16 channels or more in and out, in one of two
+ * sizes: F(2x2, 3x3), 4 multiplies per output instead of 9 and 16 floats
+ * of U per channel pair; F(4x4, 3x3), 2.25 multiplies and 36 floats, and
+ * fewer transformed values per pixel, which wins on large images only (on
+ * small ones its bigger tiles are mostly border, and it has fewer of them
+ * to share out).  Layers small enough keep both U's (the F(4x4) one after
+ * the F(2x2) one) and choose by image size; the widest layers keep F(2x2)
+ * alone, whose U is read from memory at every call. */
+#define WINO_F4_MAX_PAIRS (256 * 128)      /* cin cout */
+
 int conv3x3_uses_winograd(int cin, int cout)
 {
     return cin >= 16 && cout >= 16;
+}
+
+static int winograd_has_f4(int cin, int cout)
+{
+    return (size_t)cin * cout <= WINO_F4_MAX_PAIRS;
+}
+
+static int wino_tile(int cin, int cout, int H, int W)
+{
+    return winograd_has_f4(cin, cout) && (size_t)H * W >= blocks->wino_f4_pixels ? 4 : 2;
+}
+
+size_t winograd_floats(int cin, int cout)
+{
+    return (size_t)(16 + (winograd_has_f4(cin, cout) ? 36 : 0)) * cin * cout;
+}
+
+/* The U of tile size m. */
+static const float *wino_u(const conv2d_w *c, int m)
+{
+    return c->u + (m == 4 ? (size_t)16 * c->cin * c->cout : 0);
 }
 
 /* Shifted GEMMs need a wide image (the dropped border positions) and
@@ -781,10 +822,11 @@ static int im2col_rows(size_t K, int H, int W)
  * when U is larger than the cache a band gets wino_min_tiles tiles at least. */
 static int wino_rows(int cin, int cout, int W, int H)
 {
-    const int tw = (W + 1) / 2, th = (H + 1) / 2;
-    size_t r = blocks->wino_budget / ((size_t)16 * (cin + cout) * tw);
+    const int m = wino_tile(cin, cout, H, W), xis = (m + 2) * (m + 2);
+    const int tw = (W + m - 1) / m, th = (H + m - 1) / m;
+    size_t r = blocks->wino_budget / ((size_t)xis * (cin + cout) * tw);
     size_t least = (size_t)(blocks->wino_min_tiles + tw - 1) / tw;
-    if (r < least && (size_t)16 * cin * cout > 2 * blocks->wino_budget)
+    if (r < least && (size_t)xis * cin * cout > 2 * blocks->wino_budget)
         r = least;
     if (r > (size_t)th)
         r = (size_t)th;
@@ -801,9 +843,16 @@ static size_t wino_v_stride(int cin, size_t n)          /* floats of one xi of V
     return (size_t)cin * (use_packed_kernel() ? round_up(n, BLOCK_N) : n);
 }
 
-static size_t wino_band_floats(int cin, int cout, size_t n)
+/* Per thread, the temporaries of the transforms of a tile row. */
+static size_t wino_tmp_floats(int m, size_t tw)
 {
-    return 16 * (wino_v_stride(cin, n) + (size_t)cout * n);
+    return (size_t)(m + 2) * (m + 2) * tw;
+}
+
+static size_t wino_band_floats(int m, int cin, int cout, size_t n)
+{
+    const int side = m + 2;
+    return (size_t)side * side * (wino_v_stride(cin, n) + (size_t)cout * n);
 }
 
 /* Many bands (large images; two a thread at least): the team shares out
@@ -817,11 +866,12 @@ static int wino_bands_in_parallel(int th, int rows, int threads)
 size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
 {
     if (conv3x3_uses_winograd(cin, cout)) {
-        const size_t tw = (size_t)(W + 1) / 2, rows = (size_t)wino_rows(cin, cout, W, H);
+        const int m = wino_tile(cin, cout, H, W);
+        const size_t tw = (size_t)(W + m - 1) / m, rows = (size_t)wino_rows(cin, cout, W, H);
         /* V and M of a band, and per thread a row of transform temporaries;
          * or, bands in parallel, all of that per thread */
-        const size_t band = wino_band_floats(cin, cout, rows * tw), tmp = 16 * tw;
-        if (wino_bands_in_parallel((H + 1) / 2, (int)rows, threads))
+        const size_t band = wino_band_floats(m, cin, cout, rows * tw), tmp = wino_tmp_floats(m, tw);
+        if (wino_bands_in_parallel((H + m - 1) / m, (int)rows, threads))
             return (size_t)threads * (band + tmp);
         return band + (size_t)threads * tmp;
     }
@@ -834,60 +884,86 @@ size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Winograd F(2x2, 3x3) (Lavin & Gray 2016)                                  */
+/* Winograd F(m x m, 3 x 3), m = 2 or 4 (Lavin & Gray 2016)                  */
 /* ------------------------------------------------------------------------ */
 
-/* Each 2x2 block ("tile") of outputs comes from the 4x4 patch d of padded
- * input that covers it:
+/* Each m x m block ("tile") of outputs comes from the (m+2) x (m+2) patch d
+ * of padded input that covers it:
  *
  *     Y = A^T [ sum_c (G g_c G^T) . (B^T d_c B) ] A          (. elementwise)
+ *
+ * F(2x2, 3x3), interpolation points 0, 1, -1, infinity:
  *
  *     B^T = | 1  0 -1  0 |    G = | 1    0    0  |    A^T = | 1  1  1  0 |
  *           | 0  1  1  0 |        | 1/2  1/2  1/2|          | 0  1 -1 -1 |
  *           | 0 -1  1  0 |        | 1/2 -1/2  1/2|
  *           | 0  1  0 -1 |        | 0    0    1  |
  *
- * Summing the 16 elementwise products over the input channels is 16 GEMMs
+ * F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity:
+ *
+ *     B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0 |   A^T = | 1  1  1  1  1  0 |
+ *           | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
+ *           | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6 |         | 0  1  1  4  4  0 |
+ *           | 0 -2 -1  2  1  0 |       | 1/24  1/12   1/6 |         | 0  1 -1  8 -8  1 |
+ *           | 0  2 -1 -2  1  0 |       | 1/24 -1/12   1/6 |
+ *           | 0  4  0 -5  0  1 |       |    0     0     1 |
+ *
+ * Summing the (m+2)^2 elementwise products over the input channels is
+ * (m+2)^2 GEMMs
  *     M_xi (cout x tiles) = U_xi (cout x cin) . V_xi (cin x tiles),
  * U = G g G^T precomputed at load, V = B^T d B computed per band of tile
- * rows.  Both transforms are separable: a pass along the rows of the patch,
- * then one down its columns, each vectorized across the tiles of a row. */
+ * rows; xi = (m+2) i + k for row i, column k of the transformed patch.
+ * Both transforms are separable: a pass along the rows of the patch, then
+ * one down its columns, each vectorized across the tiles of a row. */
 
-/* U[xi][o][c] from PyTorch's [o][c][3][3], one output channel at a time
- * through `tmp` (16 cin floats) so that U is written in contiguous rows. */
-void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
+static const double winograd_G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double winograd_G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                         {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                         {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+
+/* U[xi][o][c] = (G g G^T)[xi] for tile size m from PyTorch's [o][c][3][3]
+ * (in double, rounded once), one output channel at a time through `tmp`
+ * ((m+2)^2 cin floats) so that U is written in contiguous rows. */
+static void winograd_u(const float *w, int cout, int cin, int m, float *U, float *tmp)
 {
+    const int side = m + 2, xis = side * side;
+    const double(*G)[3] = m == 4 ? winograd_G4 : winograd_G2;
     const size_t plane = (size_t)cout * cin;
     for (int o = 0; o < cout; o++) {
         for (int c = 0; c < cin; c++) {
             const float *g = w + ((size_t)o * cin + c) * 9;
-            float t[4][3];
-            for (int j = 0; j < 3; j++) {               /* t = G g */
-                t[0][j] = g[j];
-                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
-            }
-            for (int i = 0; i < 4; i++) {               /* U = t G^T */
-                tmp[(size_t)(4 * i + 0) * cin + c] = t[i][0];
-                tmp[(size_t)(4 * i + 1) * cin + c] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                tmp[(size_t)(4 * i + 2) * cin + c] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                tmp[(size_t)(4 * i + 3) * cin + c] = t[i][2];
-            }
+            double t[6][3];
+            for (int i = 0; i < side; i++)              /* t = G g */
+                for (int j = 0; j < 3; j++)
+                    t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+            for (int i = 0; i < side; i++)              /* U = t G^T */
+                for (int k = 0; k < side; k++)
+                    tmp[(size_t)(side * i + k) * cin + c] =
+                        (float)(t[i][0] * G[k][0] + t[i][1] * G[k][1] + t[i][2] * G[k][2]);
         }
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < xis; xi++)
             memcpy(U + (size_t)xi * plane + (size_t)o * cin, tmp + (size_t)xi * cin, (size_t)cin * sizeof *U);
     }
 }
 
-/* B^T applied down the columns of (d B), for `run` tiles side by side.
- * (restrict: the outputs are V, the inputs the temporaries, and saying so
- * lets the compiler vectorize.) */
-static inline void wino_input_column(const float *restrict d0, const float *restrict d1, const float *restrict d2,
-                                     const float *restrict d3, float *restrict o0, float *restrict o1,
-                                     float *restrict o2, float *restrict o3, int run)
+void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
 {
-    for (int j = 0; j < run; j++) {
+    winograd_u(w, cout, cin, 2, U, tmp);
+    if (winograd_has_f4(cin, cout))
+        winograd_u(w, cout, cin, 4, U + (size_t)16 * cout * cin, tmp);
+}
+
+/* The 1-D transforms, o = B^T d (input) and a = A^T e (output), applied
+ * to `n` vectors side by side: element j of vector i is di[j].  Inlined
+ * into each version of their (VECTOR_CLONES) callers; the outputs never
+ * overlap the inputs, and ivdep says so, so that the compiler vectorizes
+ * across j without checking every pair of the 12 pointers at run time. */
+INLINE_HELPER static inline void wino_bt2(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                                   const float *restrict d3, float *restrict o0, float *restrict o1,
+                                   float *restrict o2, float *restrict o3, int n)
+{
+#pragma GCC ivdep
+    for (int j = 0; j < n; j++) {
         o0[j] = d0[j] - d2[j];
         o1[j] = d1[j] + d2[j];
         o2[j] = d2[j] - d1[j];
@@ -895,30 +971,119 @@ static inline void wino_input_column(const float *restrict d0, const float *rest
     }
 }
 
+INLINE_HELPER static inline void wino_bt4(const float *restrict d0, const float *restrict d1, const float *restrict d2,
+                                   const float *restrict d3, const float *restrict d4, const float *restrict d5,
+                                   float *restrict o0, float *restrict o1, float *restrict o2, float *restrict o3,
+                                   float *restrict o4, float *restrict o5, int n)
+{
+#pragma GCC ivdep
+    for (int j = 0; j < n; j++) {
+        o0[j] = 4.0f * d0[j] - 5.0f * d2[j] + d4[j];
+        o1[j] = -4.0f * (d1[j] + d2[j]) + d3[j] + d4[j];
+        o2[j] = 4.0f * (d1[j] - d2[j]) - d3[j] + d4[j];
+        o3[j] = 2.0f * (d3[j] - d1[j]) - d2[j] + d4[j];
+        o4[j] = 2.0f * (d1[j] - d3[j]) - d2[j] + d4[j];
+        o5[j] = 4.0f * d1[j] - 5.0f * d3[j] + d5[j];
+    }
+}
+
+INLINE_HELPER static inline void wino_at2(const float *restrict e0, const float *restrict e1, const float *restrict e2,
+                                   const float *restrict e3, float *restrict a0, float *restrict a1, int n)
+{
+#pragma GCC ivdep
+    for (int j = 0; j < n; j++) {
+        a0[j] = e0[j] + e1[j] + e2[j];
+        a1[j] = e1[j] - e2[j] - e3[j];
+    }
+}
+
+INLINE_HELPER static inline void wino_at4(const float *restrict e0, const float *restrict e1, const float *restrict e2,
+                                   const float *restrict e3, const float *restrict e4, const float *restrict e5,
+                                   float *restrict a0, float *restrict a1, float *restrict a2, float *restrict a3,
+                                   int n)
+{
+#pragma GCC ivdep
+    for (int j = 0; j < n; j++) {
+        float p = e1[j] + e2[j], q = e1[j] - e2[j], s = e3[j] + e4[j], d = e3[j] - e4[j];
+        a0[j] = e0[j] + p + s;
+        a1[j] = q + 2.0f * d;
+        a2[j] = p + 4.0f * s;
+        a3[j] = q + 8.0f * d + e5[j];
+    }
+}
+
+/* The row pass: B^T applied to the (m+2)-pixel windows of one padded row
+ * that start every m pixels, o_k[tx] = (B^T row[m tx .. m tx + m + 1])_k. */
+INLINE_HELPER static inline void wino_bt2_row(const float *restrict row, float *restrict o0, float *restrict o1,
+                                       float *restrict o2, float *restrict o3, int n)
+{
+#pragma GCC ivdep
+    for (int tx = 0; tx < n; tx++) {
+        float d0 = row[2 * tx], d1 = row[2 * tx + 1], d2 = row[2 * tx + 2], d3 = row[2 * tx + 3];
+        o0[tx] = d0 - d2;
+        o1[tx] = d1 + d2;
+        o2[tx] = d2 - d1;
+        o3[tx] = d1 - d3;
+    }
+}
+
+INLINE_HELPER static inline void wino_bt4_row(const float *restrict row, float *restrict o0, float *restrict o1,
+                                       float *restrict o2, float *restrict o3, float *restrict o4,
+                                       float *restrict o5, int n)
+{
+#pragma GCC ivdep
+    for (int tx = 0; tx < n; tx++) {
+        const float *d = row + 4 * tx;
+        float d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3], d4 = d[4], d5 = d[5];
+        o0[tx] = 4.0f * d0 - 5.0f * d2 + d4;
+        o1[tx] = -4.0f * (d1 + d2) + d3 + d4;
+        o2[tx] = 4.0f * (d1 - d2) - d3 + d4;
+        o3[tx] = 2.0f * (d3 - d1) - d2 + d4;
+        o4[tx] = 2.0f * (d1 - d3) - d2 + d4;
+        o5[tx] = 4.0f * d1 - 5.0f * d3 + d5;
+    }
+}
+
+/* Apply B^T to `n` vectors whose i-th elements are d[i ds + j] into o_k =
+ * o + k os, or A^T likewise (the pointer bookkeeping of the two passes). */
+INLINE_HELPER static inline void wino_bt(int m, const float *d, size_t ds, float *o, size_t os, int n)
+{
+    if (m == 2)
+        wino_bt2(d, d + ds, d + 2 * ds, d + 3 * ds, o, o + os, o + 2 * os, o + 3 * os, n);
+    else
+        wino_bt4(d, d + ds, d + 2 * ds, d + 3 * ds, d + 4 * ds, d + 5 * ds, o, o + os, o + 2 * os, o + 3 * os,
+                 o + 4 * os, o + 5 * os, n);
+}
+
+INLINE_HELPER static inline void wino_at(int m, const float *e, size_t es, float *a, size_t as, int n)
+{
+    if (m == 2)
+        wino_at2(e, e + es, e + 2 * es, e + 3 * es, a, a + as, n);
+    else
+        wino_at4(e, e + es, e + 2 * es, e + 3 * es, e + 4 * es, e + 5 * es, a, a + as, a + 2 * as, a + 3 * as, n);
+}
+
 /* V[xi][c][t] = (B^T d B)[xi] for input channel c and the tiles t = r tw +
  * tx of tile rows ty0 .. ty0 + nr - 1, in the layout above (packed: the
- * last panel's unused columns set to zero); `tmp` holds 16 tw floats. */
-VECTOR_CLONES static void wino_input(const float *xp, int ch, int cin, int H, int W, int ty0, int nr, float *V,
-                                     int packed, float *tmp)
+ * last panel's unused columns set to zero); `tmp` holds wino_tmp_floats. */
+VECTOR_CLONES static void wino_input(const float *xp, int ch, int cin, int m, int H, int W, int ty0, int nr,
+                                     float *V, int packed, float *tmp)
 {
-    const int Wp = padded_stride(W), tw = (W + 1) / 2, n = nr * tw;
+    const int side = m + 2, Wp = padded_stride(W), tw = (W + m - 1) / m, n = nr * tw;
     const size_t P = padded_plane(H, W), xi_stride = wino_v_stride(cin, (size_t)n);
     const float *x = xp + (size_t)ch * P;
     for (int r = 0; r < nr; r++) {
-        /* d B: each of the patch's 4 rows, along its columns */
-        for (int i = 0; i < 4; i++) {
-            const float *row = x + (size_t)(2 * (ty0 + r) + i) * Wp;
-            float *t0 = tmp + (size_t)4 * i * tw, *t1 = t0 + tw, *t2 = t1 + tw, *t3 = t2 + tw;
-            for (int tx = 0; tx < tw; tx++) {
-                float a = row[2 * tx], b = row[2 * tx + 1], c = row[2 * tx + 2], d = row[2 * tx + 3];
-                t0[tx] = a - c;
-                t1[tx] = b + c;
-                t2[tx] = c - b;
-                t3[tx] = b - d;
-            }
+        /* d B: each patch row i, along its columns, into tmp[(side i + k) tw + tx] */
+        for (int i = 0; i < side; i++) {
+            const float *row = x + (size_t)(m * (ty0 + r) + i) * Wp;
+            float *t = tmp + (size_t)side * i * tw;
+            if (m == 2)
+                wino_bt2_row(row, t, t + tw, t + 2 * tw, t + 3 * tw, tw);
+            else
+                wino_bt4_row(row, t, t + tw, t + 2 * tw, t + 3 * tw, t + 4 * tw, t + 5 * tw, tw);
         }
-        /* B^T (d B): down the patch's columns, xi = 4 i + k, straight into
-         * V, a run of tiles that share a panel at a time */
+        /* B^T (d B): down the patch's columns k, xi = side i + k, straight
+         * into V, a run of tiles that share a panel at a time */
         for (int tx0 = 0; tx0 < tw;) {
             const int t = r * tw + tx0;
             int run = tw - tx0;
@@ -928,63 +1093,50 @@ VECTOR_CLONES static void wino_input(const float *xp, int ch, int cin, int H, in
                     run = BLOCK_N - t % BLOCK_N;
                 at = (size_t)(t / BLOCK_N) * cin * BLOCK_N + (size_t)ch * BLOCK_N + (size_t)(t % BLOCK_N);
             }
-            for (int k = 0; k < 4; k++) {
-                const float *d0 = tmp + (size_t)k * tw + tx0, *d1 = d0 + 4 * tw, *d2 = d1 + 4 * tw,
-                            *d3 = d2 + 4 * tw;
-                float *o0 = V + (size_t)k * xi_stride + at;
-                wino_input_column(d0, d1, d2, d3, o0, o0 + 4 * xi_stride, o0 + 8 * xi_stride,
-                                  o0 + 12 * xi_stride, run);
-            }
+            for (int k = 0; k < side; k++)
+                wino_bt(m, tmp + (size_t)k * tw + tx0, (size_t)side * tw, V + (size_t)k * xi_stride + at,
+                        (size_t)side * xi_stride, run);
             tx0 += run;
         }
     }
     if (packed && n % BLOCK_N) {
         const size_t tail = (size_t)(n / BLOCK_N) * cin * BLOCK_N + (size_t)ch * BLOCK_N + (size_t)(n % BLOCK_N);
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < side * side; xi++)
             memset(V + (size_t)xi * xi_stride + tail, 0, (size_t)(BLOCK_N - n % BLOCK_N) * sizeof *V);
     }
 }
 
 /* y (+)= A^T M A for output channel o and the tiles of tile rows ty0 ..
- * ty0 + nr - 1, pixels inside the image only; `tmp` holds 8 tw floats. */
-VECTOR_CLONES static void wino_output(const float *M, const conv2d_w *c, int o, const float *extra, int accumulate,
-                                      int H, int W, int ty0, int nr, float *y, float *tmp)
+ * ty0 + nr - 1, pixels inside the image only; `tmp` holds wino_tmp_floats. */
+VECTOR_CLONES static void wino_output(const float *M, const conv2d_w *c, int o, int m, const float *extra,
+                                      int accumulate, int H, int W, int ty0, int nr, float *y, float *tmp)
 {
-    const int tw = (W + 1) / 2, n = nr * tw, full = W / 2;
+    const int side = m + 2, tw = (W + m - 1) / m, n = nr * tw;
     const size_t xi_stride = (size_t)c->cout * n;
-    const float *m = M + (size_t)o * n;
+    const float *mo = M + (size_t)o * n;
     const float bias = c->b[o] + (extra ? extra[o] : 0.0f);
+    float *a = tmp, *px = tmp + (size_t)side * m * tw;     /* A^T M, then m pixels of a row */
     for (int r = 0; r < nr; r++) {
-        /* A^T M: down the columns, two rows of results */
-        float *a0 = tmp, *a1 = tmp + 4 * tw;
-        for (int k = 0; k < 4; k++) {
-            const float *e0 = m + (size_t)k * xi_stride + (size_t)r * tw, *e1 = e0 + 4 * xi_stride,
-                        *e2 = e1 + 4 * xi_stride, *e3 = e2 + 4 * xi_stride;
-            for (int tx = 0; tx < tw; tx++) {
-                a0[k * tw + tx] = e0[tx] + e1[tx] + e2[tx];
-                a1[k * tw + tx] = e1[tx] - e2[tx] - e3[tx];
-            }
-        }
-        /* (A^T M) A: along the rows, two pixels per tile */
-        for (int i = 0; i < 2; i++) {
-            int yi = 2 * (ty0 + r) + i;
+        /* A^T M: down the columns k, rows i of results at a[(side i + k) tw + tx] */
+        for (int k = 0; k < side; k++)
+            wino_at(m, mo + (size_t)k * xi_stride + (size_t)r * tw, (size_t)side * xi_stride, a + (size_t)k * tw,
+                    (size_t)side * tw, tw);
+        /* (A^T M) A: along the rows, m pixels per tile, px[p tw + tx] */
+        for (int i = 0; i < m; i++) {
+            int yi = m * (ty0 + r) + i;
             if (yi >= H)
                 break;
-            const float *a = i ? a1 : a0;
+            wino_at(m, a + (size_t)side * i * tw, (size_t)tw, px, (size_t)tw, tw);
             float *yr = y + ((size_t)o * H + yi) * W;
-            if (accumulate)
-                for (int tx = 0; tx < full; tx++) {
-                    yr[2 * tx] += a[tx] + a[tw + tx] + a[2 * tw + tx];
-                    yr[2 * tx + 1] += a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx];
-                }
-            else
-                for (int tx = 0; tx < full; tx++) {
-                    yr[2 * tx] = a[tx] + a[tw + tx] + a[2 * tw + tx] + bias;
-                    yr[2 * tx + 1] = a[tw + tx] - a[2 * tw + tx] - a[3 * tw + tx] + bias;
-                }
-            if (full < tw) {                     /* odd width: the last tile's left pixel */
-                float v = a[full] + a[tw + full] + a[2 * tw + full];
-                yr[2 * full] = accumulate ? yr[2 * full] + v : v + bias;
+            for (int p = 0; p < m; p++) {
+                const float *v = px + (size_t)p * tw;
+                int count = (W - p + m - 1) / m;          /* pixels m tx + p < W */
+                if (accumulate)
+                    for (int tx = 0; tx < count; tx++)
+                        yr[m * tx + p] += v[tx];
+                else
+                    for (int tx = 0; tx < count; tx++)
+                        yr[m * tx + p] = v[tx] + bias;
             }
         }
     }
@@ -996,29 +1148,35 @@ typedef struct {
     const float *xp, *extra;
     float *y, *scratch;
     int H, W, accumulate;
+    int m, tw;             /* Winograd: tile side, tiles across              */
     int ty0, nr;           /* Winograd: the band's tile rows                 */
     size_t per_thread;     /* Winograd: floats of V and M (then temporaries) */
     size_t n, S;           /* shifted: positions, positions a strip          */
 } conv_args;
 
-/* The three steps of a band (tile rows ty0 .. ty0 + nr - 1), each shared
- * by the team: input transform by input channel, the 16 GEMMs, output
- * transform by output channel. */
+static float *wino_tmp(const conv_args *a, int slot)
+{
+    return a->scratch + a->per_thread + (size_t)slot * wino_tmp_floats(a->m, (size_t)a->tw);
+}
+
+/* The steps of a band (tile rows ty0 .. ty0 + nr - 1), each shared by the
+ * team: input transform by input channel, the GEMMs, output transform by
+ * output channel. */
 static void wino_input_task(void *ctx, int ch, int slot)
 {
     const conv_args *a = ctx;
-    float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
-    wino_input(a->xp, ch, a->c->cin, a->H, a->W, a->ty0, a->nr, a->scratch, winograd_packed(a->c->cout), tmp);
+    wino_input(a->xp, ch, a->c->cin, a->m, a->H, a->W, a->ty0, a->nr, a->scratch, winograd_packed(a->c->cout),
+               wino_tmp(a, slot));
 }
 
 /* M_xi = U_xi V_xi, task xi. */
 static void wino_gemm_task(void *ctx, int xi, int slot)
 {
     const conv_args *a = ctx;
-    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * ((a->W + 1) / 2);
+    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * a->tw, xis = (a->m + 2) * (a->m + 2);
     const size_t v_stride = wino_v_stride(cin, (size_t)n);
-    const float *V = a->scratch + (size_t)xi * v_stride, *U = a->c->u + (size_t)xi * cout * cin;
-    float *M = a->scratch + 16 * v_stride + (size_t)xi * cout * n;
+    const float *V = a->scratch + (size_t)xi * v_stride, *U = wino_u(a->c, a->m) + (size_t)xi * cout * cin;
+    float *M = a->scratch + xis * v_stride + (size_t)xi * cout * n;
     (void)slot;
     if (winograd_packed(cout)) {
         gemm_packed(0, cout, cin, U, V, M, n);
@@ -1030,15 +1188,14 @@ static void wino_gemm_task(void *ctx, int xi, int slot)
 static void wino_output_task(void *ctx, int o, int slot)
 {
     const conv_args *a = ctx;
-    const int n = a->nr * ((a->W + 1) / 2);
-    const float *M = a->scratch + 16 * wino_v_stride(a->c->cin, (size_t)n);
-    float *tmp = a->scratch + a->per_thread + (size_t)slot * 16 * ((a->W + 1) / 2);
-    wino_output(M, a->c, o, a->extra, a->accumulate, a->H, a->W, a->ty0, a->nr, a->y, tmp);
+    const int n = a->nr * a->tw, xis = (a->m + 2) * (a->m + 2);
+    const float *M = a->scratch + xis * wino_v_stride(a->c->cin, (size_t)n);
+    wino_output(M, a->c, o, a->m, a->extra, a->accumulate, a->H, a->W, a->ty0, a->nr, a->y, wino_tmp(a, slot));
 }
 
 /* With the packed kernel: the rows of M of a group of output channels
  * (PANEL, or two panels when there are enough for everyone, so that the
- * narrow kernel can run) for all 16 xi, then their output transform, while
+ * narrow kernel can run) for every xi, then their output transform, while
  * they are still in cache (one step instead of two, and one wait less). */
 static int wino_rows_per_task(int cout)
 {
@@ -1048,12 +1205,12 @@ static int wino_rows_per_task(int cout)
 static void wino_gemm_output_task(void *ctx, int task, int slot)
 {
     const conv_args *a = ctx;
-    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * ((a->W + 1) / 2);
+    const int cin = a->c->cin, cout = a->c->cout, n = a->nr * a->tw, xis = (a->m + 2) * (a->m + 2);
     const int rows = wino_rows_per_task(cout), i0 = task * rows, i1 = i0 + rows < cout ? i0 + rows : cout;
     const size_t v_stride = wino_v_stride(cin, (size_t)n);
-    for (int xi = 0; xi < 16; xi++)
-        gemm_packed(i0, i1, cin, a->c->u + (size_t)xi * cout * cin, a->scratch + (size_t)xi * v_stride,
-                    a->scratch + 16 * v_stride + (size_t)xi * cout * n, n);
+    for (int xi = 0; xi < xis; xi++)
+        gemm_packed(i0, i1, cin, wino_u(a->c, a->m) + (size_t)xi * cout * cin, a->scratch + (size_t)xi * v_stride,
+                    a->scratch + xis * v_stride + (size_t)xi * cout * n, n);
     for (int o = i0; o < i1; o++)
         wino_output_task(ctx, o, slot);
 }
@@ -1063,22 +1220,22 @@ static void wino_gemm_output_task(void *ctx, int task, int slot)
  * output channel. */
 static void wino_gemm_output(conv_args *a, int threads)
 {
-    const int cout = a->c->cout, tw = (a->W + 1) / 2, rows = wino_rows_per_task(cout);
+    const int cout = a->c->cout, rows = wino_rows_per_task(cout), xis = (a->m + 2) * (a->m + 2);
     if (winograd_packed(cout) && (threads == 1 || cout / rows >= 2 * threads)) {
         parallel_for(threads, (cout + rows - 1) / rows, wino_gemm_output_task, a);
         return;
     }
-    parallel_for(threads, 16, wino_gemm_task, a);
-    parallel_for(team_for((size_t)cout * a->nr * tw * 16, threads), cout, wino_output_task, a);
+    parallel_for(threads, xis, wino_gemm_task, a);
+    parallel_for(team_for((size_t)cout * a->nr * a->tw * xis, threads), cout, wino_output_task, a);
 }
 
-/* A whole band, its three steps one after the other, on one thread (the
- * band's V and M and temporaries in that thread's part of the scratch). */
+/* A whole band, its steps one after the other, on one thread (the band's
+ * V and M and temporaries in that thread's part of the scratch). */
 static void wino_band_task(void *ctx, int band, int slot)
 {
     conv_args b = *(const conv_args *)ctx;
-    const int th = (b.H + 1) / 2, rows = b.nr;
-    b.scratch += (size_t)slot * (b.per_thread + 16 * (size_t)((b.W + 1) / 2));
+    const int th = (b.H + b.m - 1) / b.m, rows = b.nr;
+    b.scratch += (size_t)slot * (b.per_thread + wino_tmp_floats(b.m, (size_t)b.tw));
     b.ty0 = band * rows;
     b.nr = th - b.ty0 < rows ? th - b.ty0 : rows;
     for (int ch = 0; ch < b.c->cin; ch++)
@@ -1089,9 +1246,11 @@ static void wino_band_task(void *ctx, int band, int slot)
 static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
                              int accumulate, float *scratch, int threads)
 {
-    const int tw = (W + 1) / 2, th = (H + 1) / 2, rows = wino_rows(c->cin, c->cout, W, H);
+    const int m = wino_tile(c->cin, c->cout, H, W), tw = (W + m - 1) / m, th = (H + m - 1) / m;
+    const int rows = wino_rows(c->cin, c->cout, W, H), xis = (m + 2) * (m + 2);
     conv_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .scratch = scratch, .H = H, .W = W,
-                   .accumulate = accumulate, .per_thread = wino_band_floats(c->cin, c->cout, (size_t)rows * tw)};
+                   .accumulate = accumulate, .m = m, .tw = tw,
+                   .per_thread = wino_band_floats(m, c->cin, c->cout, (size_t)rows * tw)};
     if (wino_bands_in_parallel(th, rows, threads)) {
         a.nr = rows;
         parallel_for(threads, (th + rows - 1) / rows, wino_band_task, &a);
@@ -1099,7 +1258,7 @@ static void conv3x3_winograd(const conv2d_w *c, const float *xp, int H, int W, f
     }
     for (a.ty0 = 0; a.ty0 < th; a.ty0 += rows) {
         a.nr = th - a.ty0 < rows ? th - a.ty0 : rows;
-        parallel_for(team_for((size_t)c->cin * a.nr * tw * 16, threads), c->cin, wino_input_task, &a);
+        parallel_for(team_for((size_t)c->cin * a.nr * tw * xis, threads), c->cin, wino_input_task, &a);
         wino_gemm_output(&a, threads);
     }
 }
@@ -1194,7 +1353,7 @@ void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const f
     double t0 = profile_start();
     const char *scheme;
     if (c->u) {
-        scheme = "conv3x3 winograd";
+        scheme = wino_tile(c->cin, c->cout, H, W) == 4 ? "conv3x3 wino F4" : "conv3x3 wino F2";
         conv3x3_winograd(c, xp, H, W, y, extra, accumulate, scratch, threads);
     } else if (use_shift(c->cin, W)) {
         scheme = "conv3x3 shifted";

@@ -26,17 +26,19 @@
 #include "model_internal.h"
 
 /* 3x3 stride-1 convolution weights are prepared once, at load:
- *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, 16 matrices
- *     [16][cout][cin], into conv2d_w.u (conv2d_w.w is then unused);
+ *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, (m + 2)^2
+ *     matrices [(m + 2)^2][cout][cin] for F(2x2) and, if not too wide, F(4x4)
+ *     as well (ops.c), into conv2d_w.u (conv2d_w.w is then unused);
  *   - the others: repacked from PyTorch's [cout][cin][3][3] to
  *     [cout][3][3][cin] in place (tmp: 9 cin floats), which the shifted-GEMM
  *     and im2col schemes read directly.  Stride-2 convolutions are repacked
  *     too. */
 int conv3x3_uses_winograd(int cin, int cout);
-void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp);   /* tmp: 16 cin floats */
+size_t winograd_floats(int cin, int cout);         /* of U: F(2x2)'s, then F(4x4)'s if it has one */
+void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp);   /* tmp: 36 cin floats */
 
 /* On CPUs with AVX-512 the Winograd GEMMs run on the project's own kernel,
- * which reads U in panels of 16 output channels, [16][cout / 16][cin][16]:
+ * which reads U in panels of 16 output channels, [xi][cout / 16][cin][16]:
  * winograd_packed(cout) says whether a layer's U is so packed, and
  * winograd_pack rearranges it in place (tmp: cout cin floats).  Setting
  * DDPM_NO_PACKED in the environment turns the kernel off (OpenBLAS for

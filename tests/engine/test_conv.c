@@ -10,8 +10,9 @@
  *     y[o, i, j] = b[o] + e[o] + sum_{c, ky, kx} w[o, c, ky, kx] x[c, i + ky - 1, j + kx - 1]
  *
  * computed here in double, within 1e-5 of the largest |y|; and one and three
- * threads, normal and tiny block sizes (which cut the image into many bands,
- * so that bands run in parallel) must give the same bits.  Run once as is
+ * threads must give the same bits, with normal and tiny block sizes (which
+ * cut the image into many bands, so that bands run in parallel, and take
+ * Winograd F(4x4) from 16 pixels up instead of 128 x 128).  Run once as is
  * and once with DDPM_NO_PACKED=1 (meson.build), so that the packed AVX-512
  * kernels and the OpenBLAS path are both checked on a machine that has the
  * former.
@@ -72,9 +73,9 @@ static conv2d_w prepare(const float *w, const float *b, int cin, int cout, float
 {
     conv2d_w c = {.b = b, .cin = cin, .cout = cout, .k = 3};
     size_t numel = (size_t)9 * cin * cout;
-    float *tmp = malloc((numel + 16 * (size_t)cin) * sizeof *tmp);
+    float *tmp = malloc((numel + 36 * (size_t)cin) * sizeof *tmp);
     if (conv3x3_uses_winograd(cin, cout)) {
-        float *u = malloc((size_t)16 * cin * cout * sizeof *u);
+        float *u = malloc(winograd_floats(cin, cout) * sizeof *u);
         winograd_weights(w, cout, cin, u, tmp);
         if (winograd_packed(cout))
             winograd_pack(u, cout, cin, tmp);
@@ -167,15 +168,21 @@ static void check_shape(int cin, int cout, int H, int W, int circular)
 
 int main(void)
 {
-    /* channels: Winograd with the packed kernel (cout % 16; narrow when
-     * cout % 32 and few tiles), Winograd on OpenBLAS (cout 24), shifted GEMMs
-     * and im2col (cin or cout < 16, conv_in/conv_out-like) */
-    static const int channels[][2] = {{16, 16}, {32, 32}, {48, 64}, {64, 32}, {16, 24}, {8, 16}, {3, 16}, {32, 3}};
-    static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 5}, {4, 4}, {8, 8}, {7, 12}, {16, 16}, {33, 20}, {64, 64}};
+    /* channels: Winograd F(4x4) with the packed kernel (cout % 16; narrow
+     * when cout % 32 and few tiles), F(4x4) on OpenBLAS (cout 24), F(2x2)
+     * for the widest layers (cin cout > 256 x 128; packed, with and without
+     * the narrow kernel), shifted GEMMs and im2col (cin or cout < 16,
+     * conv_in/conv_out-like) */
+    static const int channels[][2] = {{16, 16}, {32, 32}, {48, 64}, {64, 32}, {16, 24}, {192, 192},
+                                      {176, 208}, {8, 16}, {3, 16}, {32, 3}};
+    static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 5}, {4, 4}, {8, 8}, {7, 12}, {16, 16}, {33, 20}, {64, 64},
+                                   {128, 128}};
     int shapes = 0;
     for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
         for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
             for (int circular = 0; circular < 2; circular++) {
+                if ((long)channels[ci][0] * channels[ci][1] * sizes[si][0] * sizes[si][1] > 5000000)
+                    continue;          /* the direct sum in double would take long (valgrind) */
                 check_shape(channels[ci][0], channels[ci][1], sizes[si][0], sizes[si][1], circular);
                 shapes++;
             }
