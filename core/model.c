@@ -662,6 +662,17 @@ static ddpm_status match_tensors(ddpm_model *m, tensor_table *tab, const st_file
     return DDPM_OK;
 }
 
+/* A NaN or infinity in the weights would only show as a NaN image after
+ * minutes of sampling; refuse the file at once and say where. */
+static ddpm_status check_finite(const char *name, const float *v, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return fail(err, errlen, DDPM_ERR_NUMERIC, "tensor '%s' holds %s at element %zu: the weights are "
+                        "damaged", name, isnan(v[i]) ? "a NaN" : "an infinity", i);
+    return DDPM_OK;
+}
+
 /* Pass 2: convert every tensor once to float32 into the arena, Winograd
  * convolutions through a temporary straight into their U. */
 static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file *f, char *err, size_t errlen)
@@ -688,6 +699,10 @@ static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file 
         expected_tensor *e = &tab->v[i];
         if (e->winograd) {
             s = st_read_f32(f, found[i], tmp, err, errlen);
+            if (s == DDPM_OK)
+                s = check_finite(e->name, tmp, e->numel, err, errlen);
+            if (s != DDPM_OK)
+                break;
             winograd_weights(tmp, (int)e->shape[0], (int)e->shape[1], m->wino_arena + e->offset, tmp + e->numel);
             if (winograd_packed((int)e->shape[0]))       /* tmp (9 cout cin floats) is free again */
                 winograd_pack(m->wino_arena + e->offset, (int)e->shape[0], (int)e->shape[1], tmp);
@@ -695,6 +710,8 @@ static ddpm_status load_weights(ddpm_model *m, tensor_table *tab, const st_file 
             continue;
         }
         s = st_read_f32(f, found[i], m->arena + e->offset, err, errlen);
+        if (s == DDPM_OK)
+            s = check_finite(e->name, m->arena + e->offset, e->numel, err, errlen);
         if (e->slot)
             *e->slot = m->arena + e->offset;
     }
