@@ -102,6 +102,13 @@ static int profile_count;
 static int profile_on = -1;
 static int profile_depth;          /* ops called by ops count in their caller */
 
+/* A debugging switch in the environment: set and not empty. */
+static int env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0';
+}
+
 static double wall_now(void)
 {
     struct timespec ts;
@@ -135,7 +142,7 @@ static void profile_print(void)
 static double profile_start(void)
 {
     if (profile_on < 0) {
-        profile_on = getenv("DDPM_PROFILE") != NULL;
+        profile_on = env_flag("DDPM_PROFILE");
         if (profile_on)
             atexit(profile_print);
     }
@@ -584,7 +591,7 @@ static int use_packed_kernel(void)
 {
     static int on = -1;
     if (on < 0)
-        on = cpu_has_kernel() && !getenv("DDPM_NO_PACKED");
+        on = cpu_has_kernel() && !env_flag("DDPM_NO_PACKED");
     return on;
 }
 
