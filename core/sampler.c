@@ -175,24 +175,9 @@ void ddpm_p_sample(const ddpm_schedule *s, int t, int prev_t, ddpm_variance vari
         sigma = sqrtf(current_beta_t);
     }
 
-    int clip = c->clip_sample;
-    float lo = -(float)c->clip_sample_range, hi = (float)c->clip_sample_range;
-
     for (size_t i = 0; i < n; i++) {
-        float xt = x_t[i], out = model_output[i], x0;
-        switch (c->prediction_type) {
-        case DDPM_PREDICT_SAMPLE:
-            x0 = out;
-            break;
-        case DDPM_PREDICT_V: /* v = sqrt(abar) eps - sqrt(1 - abar) x_0 */
-            x0 = sqrt_alpha_prod_t * xt - sqrt_beta_prod_t * out;
-            break;
-        default: /* DDPM_PREDICT_EPSILON */
-            x0 = (xt - sqrt_beta_prod_t * out) / sqrt_alpha_prod_t;
-            break;
-        }
-        if (clip) /* torch.clamp; a NaN stays NaN */
-            x0 = x0 < lo ? lo : (x0 > hi ? hi : x0);
+        float xt = x_t[i];
+        float x0 = ddpm_predicted_x0(c, xt, model_output[i], sqrt_alpha_prod_t, sqrt_beta_prod_t);
         float mu = coef_x0 * x0 + coef_xt * xt;
         x_prev[i] = add_noise ? mu + sigma * z[i] : mu;
     }

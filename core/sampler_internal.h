@@ -22,6 +22,33 @@ ddpm_status ddpm_schedule_init_from_betas(ddpm_schedule *s, const ddpm_scheduler
  * Returns the number written, or -1 if K < 1 or t_start < 0. */
 int ddpm_refine_timesteps(int t_start, int K, int *out);
 
+/* x^_0 as every sampler predicts it from the model's output at x_t (eq. 15
+ * for eps; x_0 and v predictions as diffusers has them), clipped to
+ * [-range, range] when the model says clip_sample (torch.clamp: a NaN stays
+ * NaN).  One element; sqrt_abar = sqrt(abar_t), sqrt_one_minus_abar =
+ * sqrt(1 - abar_t). */
+static inline float ddpm_predicted_x0(const ddpm_scheduler_config *c, float x_t, float out, float sqrt_abar,
+                                      float sqrt_one_minus_abar)
+{
+    float x0;
+    switch (c->prediction_type) {
+    case DDPM_PREDICT_SAMPLE:
+        x0 = out;
+        break;
+    case DDPM_PREDICT_V: /* v = sqrt(abar) eps - sqrt(1 - abar) x_0 */
+        x0 = sqrt_abar * x_t - sqrt_one_minus_abar * out;
+        break;
+    default: /* DDPM_PREDICT_EPSILON */
+        x0 = (x_t - sqrt_one_minus_abar * out) / sqrt_abar;
+        break;
+    }
+    if (c->clip_sample) {
+        float lo = -(float)c->clip_sample_range, hi = (float)c->clip_sample_range;
+        x0 = x0 < lo ? lo : (x0 > hi ? hi : x0);
+    }
+    return x0;
+}
+
 /* The few-step samplers' single steps (solvers.c).  Like ddpm_p_sample they
  * take every per-step quantity from abar at t and prev_t (-1 = the end of
  * the chain, abar = 1), check their arguments and do nothing on bad ones,

@@ -104,24 +104,9 @@ void ddpm_ddim_step(const ddpm_schedule *s, int t, int prev_t, float eta, const 
     float coef_x0 = sqrtf(alpha_prod_t_prev);
 
     int add_noise = eta > 0.0f && prev_t >= 0 && z != NULL;
-    int clip = c->clip_sample;
-    float lo = -(float)c->clip_sample_range, hi = (float)c->clip_sample_range;
-
     for (size_t i = 0; i < n; i++) {
-        float xt = x_t[i], out = model_output[i], x0;
-        switch (c->prediction_type) {
-        case DDPM_PREDICT_SAMPLE:
-            x0 = out;
-            break;
-        case DDPM_PREDICT_V:
-            x0 = sqrt_alpha_prod_t * xt - sqrt_beta_prod_t * out;
-            break;
-        default: /* DDPM_PREDICT_EPSILON */
-            x0 = (xt - sqrt_beta_prod_t * out) / sqrt_alpha_prod_t;
-            break;
-        }
-        if (clip) /* torch.clamp; a NaN stays NaN */
-            x0 = x0 < lo ? lo : (x0 > hi ? hi : x0);
+        float xt = x_t[i];
+        float x0 = ddpm_predicted_x0(c, xt, model_output[i], sqrt_alpha_prod_t, sqrt_beta_prod_t);
         float eps = (xt - sqrt_alpha_prod_t * x0) / sqrt_beta_prod_t;
         float pred_sample_direction = coef_eps * eps;
         float prev = coef_x0 * x0 + pred_sample_direction;
@@ -171,25 +156,8 @@ void ddpm_dpm_solver_x0(const ddpm_schedule *s, int t, const float *x_t, const f
     const ddpm_scheduler_config *c = &s->config;
     float alpha_t = s->sqrt_alphas_cumprod[t];
     float sigma_t = s->sqrt_one_minus_alphas_cumprod[t];
-    int clip = c->clip_sample;
-    float lo = -(float)c->clip_sample_range, hi = (float)c->clip_sample_range;
-    for (size_t i = 0; i < n; i++) {
-        float xt = x_t[i], out = model_output[i], v;
-        switch (c->prediction_type) {
-        case DDPM_PREDICT_SAMPLE:
-            v = out;
-            break;
-        case DDPM_PREDICT_V:
-            v = alpha_t * xt - sigma_t * out;
-            break;
-        default: /* DDPM_PREDICT_EPSILON */
-            v = (xt - sigma_t * out) / alpha_t;
-            break;
-        }
-        if (clip)
-            v = v < lo ? lo : (v > hi ? hi : v);
-        x0[i] = v;
-    }
+    for (size_t i = 0; i < n; i++)
+        x0[i] = ddpm_predicted_x0(c, x_t[i], model_output[i], alpha_t, sigma_t);
 }
 
 /* One step of diffusers' DPMSolverMultistepScheduler (solver_order 2,
