@@ -119,6 +119,8 @@ def main():
                     "the seconds axis becomes K x this")
     ap.add_argument("--cost-size", default="512x512", help="the size --ms-per-eval was measured at (labels)")
     ap.add_argument("--merge", help="add the rows of this earlier CSV")
+    ap.add_argument("--floor-draws", type=int, default=5, help="real sets averaged for the floor")
+    ap.add_argument("--name", help="the model's name in the plot's title (default: its folder's)")
     ap.add_argument("--plot", help="write the curves here (PNG)")
     ap.add_argument("--csv", help="write the table here")
     ap.add_argument("--keep", help="keep the generated images in this folder")
@@ -133,8 +135,10 @@ def main():
     reals, floors = {}, {}
     for ref, items in (("held-out", data["heldout"]), ("training", data["train"])):
         reals[ref] = tm.heldout_crops(items, 256, 64, seed=1)
-        floors[ref] = tm.swd(reals[ref], tm.heldout_crops(items, tiles, 64, seed=2))[0]
-        print(f"floor vs {ref} crops ({tiles} other real crops): SWD {floors[ref]:.0f}")
+        draws = [tm.swd(reals[ref], tm.heldout_crops(items, tiles, 64, seed=2 + d))[0] for d in range(a.floor_draws)]
+        floors[ref] = float(np.mean(draws))
+        print(f"floor vs {ref} crops ({tiles} other real crops, {a.floor_draws} draws): SWD {floors[ref]:.0f} "
+              f"(sd {np.std(draws):.0f})")
     cost = "s per image" if not a.ms_per_eval else f"s per {a.cost_size} (K x {a.ms_per_eval:g} ms)"
     print(f"| sampler | steps | SWD vs held-out | SWD vs training | {cost} |\n|---|---|---|---|---|", flush=True)
 
@@ -173,7 +177,7 @@ def main():
             w.writerows(rows)
         print(f"table: {a.csv}")
     if a.plot:
-        title = (f"{os.path.basename(os.path.normpath(a.model))}: {a.images} independent {a.size}x{a.size} "
+        title = (f"{a.name or os.path.basename(os.path.normpath(a.model))}: {a.images} independent {a.size}x{a.size} "
                  f"images per point, SWD on 64x64 tiles")
         xlabel = (f"seconds for a {a.cost_size} texture (K x {a.ms_per_eval:g} ms per evaluation)"
                   if a.ms_per_eval else "seconds per image (wall time)")
