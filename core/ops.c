@@ -5,12 +5,14 @@
  *
  *     y[o, i, j] = sum_{ky, kx, c} W[o, ky, kx, c] x[c, i + ky - 1, j + kx - 1]
  *
- * computed on OpenBLAS's SGEMM in one of three ways, all reading x from a
- * padded buffer (ops.h):
+ * computed as GEMMs in one of three ways, all reading x from a padded
+ * buffer (ops.h):
  *
- *   Winograd F(2x2, 3x3) (layers of 16 channels or more in and out): 16 GEMMs
- *     with 4 instead of 9 multiplies per output pixel and channel pair;
- *     the weights are transformed once, at load.
+ *   Winograd F(2x2, 3x3) or F(4x4, 3x3) (layers of 16 channels or more in
+ *     and out): (m+2)^2 GEMMs with 4 or 2.25 instead of 9 multiplies per
+ *     output pixel and channel pair; the weights are transformed once, at
+ *     load.  On CPUs with AVX-512 these GEMMs run on the file's own packed
+ *     kernels, elsewhere on OpenBLAS.
  *
  *   shifted GEMMs (other wide layers): the nine taps are nine GEMMs
  *     Y += W_tap (cout x cin) . X_shifted (cin x pixels), where X_shifted is
@@ -21,6 +23,10 @@
  *   im2col (narrow layers, where those dropped positions would cost too
  *     much): the column matrix col[(ky, kx, c), pixel] is gathered a strip of
  *     rows at a time and one GEMM with K = 9 cin does the rest.
+ *
+ * The last two, and the 1x1 and stride-2 convolutions and attention, call
+ * OpenBLAS's SGEMM.  DDPM_PROFILE=1 in the environment prints the time of
+ * every layer kind and shape at exit.
  */
 #include "ops.h"
 
