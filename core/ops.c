@@ -349,6 +349,16 @@ static int team_for(size_t size, int threads)
     return size > 65536 ? threads : 1;
 }
 
+/* parallel_for for a memory-bound op over `size` elements (a team only if
+ * worth it), timed under the op's name for DDPM_PROFILE. */
+static void elementwise_for(const char *op, int C, int H, int W, size_t size, int threads, int n, task_fn fn,
+                            void *ctx)
+{
+    double t0 = profile_start();
+    parallel_for(team_for(size, threads), n, fn, ctx);
+    profile_stop(t0, op, C, C, H, W, 0.0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Element-wise helpers                                                      */
 /* ------------------------------------------------------------------------ */
@@ -417,9 +427,7 @@ static void fill_bias_task(void *ctx, int c, int slot)
 void fill_bias(float *y, const float *bias, const float *extra, int C, size_t HW, int threads)
 {
     fill_args a = {y, NULL, bias, extra, HW};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * HW, threads), C, fill_bias_task, &a);
-    profile_stop(t0, "fill_bias", C, C, (int)HW, 1, 0.0);
+    elementwise_for("fill_bias", C, (int)HW, 1, (size_t)C * HW, threads, C, fill_bias_task, &a);
 }
 
 static void fill_residual_task(void *ctx, int c, int slot)
@@ -436,9 +444,7 @@ static void fill_residual_task(void *ctx, int c, int slot)
 void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW, int threads)
 {
     fill_args a = {y, x, bias, NULL, HW};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * HW, threads), C, fill_residual_task, &a);
-    profile_stop(t0, "fill_residual", C, C, (int)HW, 1, 0.0);
+    elementwise_for("fill_residual", C, (int)HW, 1, (size_t)C * HW, threads, C, fill_residual_task, &a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -698,9 +704,7 @@ static void pad_borders_task(void *ctx, int c, int slot)
 void pad_borders(float *xp, int C, int H, int W, int circular, int threads)
 {
     pad_args a = {xp, NULL, H, W, circular};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_borders_task, &a);
-    profile_stop(t0, "pad_borders", C, C, H, W, 0.0);
+    elementwise_for("pad_borders", C, H, W, (size_t)C * padded_plane(H, W), threads, C, pad_borders_task, &a);
 }
 
 static void pad_copy_task(void *ctx, int c, int slot)
@@ -722,9 +726,7 @@ static void pad_copy_task(void *ctx, int c, int slot)
 void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads)
 {
     pad_args a = {xp, x, H, W, center};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * padded_plane(H, W), threads), C, pad_copy_task, &a);
-    profile_stop(t0, "pad_copy", C, C, H, W, 0.0);
+    elementwise_for("pad_copy", C, H, W, (size_t)C * padded_plane(H, W), threads, C, pad_copy_task, &a);
 }
 
 /* Nearest x2: output pixel (i, j) of 2H x 2W is input pixel (i/2, j/2). */
@@ -744,9 +746,8 @@ static void pad_upsample2_task(void *ctx, int c, int slot)
 void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads)
 {
     pad_args a = {xp, x, H, W, 0};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * padded_plane(2 * H, 2 * W), threads), C, pad_upsample2_task, &a);
-    profile_stop(t0, "pad_upsample2", C, C, H, W, 0.0);
+    elementwise_for("pad_upsample2", C, H, W, (size_t)C * padded_plane(2 * H, 2 * W), threads, C, pad_upsample2_task,
+                    &a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1575,9 +1576,8 @@ void group_norm(const groupnorm_w *g, int groups, double eps, int silu_after, co
 {
     const int C = Ca + Cb;
     norm_args a = {g, eps, silu_after, Ca, C / groups, H, W, padded, xa, xb, y};
-    double t0 = profile_start();
-    parallel_for(team_for((size_t)C * H * W / 2, threads), groups, group_norm_task, &a);
-    profile_stop(t0, silu_after ? "group_norm+silu" : "group_norm", C, C, H, W, 0.0);
+    elementwise_for(silu_after ? "group_norm+silu" : "group_norm", C, H, W, (size_t)C * H * W / 2, threads, groups,
+                    group_norm_task, &a);
 }
 
 /* ------------------------------------------------------------------------ */
