@@ -8,9 +8,9 @@
  * name -> shape, following diffusers' generation rule (spec 2.2).  The file
  * must hold exactly that set (attention under either spelling, spec 2.5); each
  * tensor is converted once to float32 into the model's arena and the file is
- * unmapped.  3x3 convolution weights are then prepared for ops.c: Winograd's
- * transformed U for the wide layers (kept instead of the weights), a repacked
- * layout for the others.
+ * unmapped.  3x3 convolution weights are then prepared for the convolutions
+ * (winograd.c, conv.c): Winograd's transformed U for the wide layers (kept
+ * instead of the weights), a repacked layout for the others.
  */
 #include "model_internal.h"
 #include "ops.h"

@@ -5,11 +5,11 @@
  * forward plan in unet.c), sized with the *_scratch_floats functions.
  *
  * Threads: every function shares its work among a team of `threads` (1 =
- * serial; ops.c keeps a small pool of worker threads) and calls OpenBLAS from
- * the team, one GEMM per thread, so OpenBLAS itself must be single-threaded
- * meanwhile (see unet.c).  Which thread computes a block never changes its
- * numbers; only the cut of a GEMM into blocks depends on the team size, and
- * that changes at most GEMM's own rounding.
+ * serial; threads.c keeps a small pool of worker threads) and calls
+ * OpenBLAS from the team, one GEMM per thread, so OpenBLAS itself must be
+ * single-threaded meanwhile (see unet.c).  Which thread computes a block
+ * never changes its numbers; only the cut of a GEMM into blocks depends on
+ * the team size, and that changes at most GEMM's own rounding.
  *
  * Padded planes: a 3x3 convolution reads its input from a "padded" buffer
  * of C planes of (H + 2) x (W + 2) whose one-pixel border holds the padding
@@ -28,7 +28,7 @@
 /* 3x3 stride-1 convolution weights are prepared once, at load:
  *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, (m + 2)^2
  *     matrices [(m + 2)^2][cout][cin] for F(2x2) and, if not too wide, F(4x4)
- *     as well (ops.c), into conv2d_w.u (conv2d_w.w is then unused);
+ *     as well (winograd.c), into conv2d_w.u (conv2d_w.w is then unused);
  *   - the others: repacked from PyTorch's [cout][cin][3][3] to
  *     [cout][3][3][cin] in place (tmp: 9 cin floats), which the shifted-GEMM
  *     and im2col schemes read directly.  Stride-2 convolutions are repacked

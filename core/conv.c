@@ -1,0 +1,388 @@
+/* conv.c: the convolutions of the U-Net, and the padded planes that the
+ * 3x3 ones read.
+ *
+ * A 3x3 convolution is
+ *
+ *     y[o, i, j] = sum_{ky, kx, c} W[o, ky, kx, c] x[c, i + ky - 1, j + kx - 1]
+ *
+ * computed as GEMMs in one of three ways, all reading x from a padded
+ * buffer (ops.h):
+ *
+ *   Winograd F(2x2, 3x3) or F(4x4, 3x3) (layers of 16 channels or more in
+ *     and out): (m+2)^2 GEMMs with 4 or 2.25 instead of 9 multiplies per
+ *     output pixel and channel pair; the weights are transformed once, at
+ *     load (winograd.c).  On CPUs with AVX-512 these GEMMs run on the
+ *     project's own packed kernels (gemm.c), elsewhere on OpenBLAS.
+ *
+ *   shifted GEMMs (other wide layers): the nine taps are nine GEMMs
+ *     Y += W_tap (cout x cin) . X_shifted (cin x pixels), where X_shifted is
+ *     the padded buffer itself read from offset ky Wp + kx (Wp its row
+ *     stride).  Output pixel (i, j) sits at position i Wp + j of that flat
+ *     grid; positions that fall on the border are computed and dropped.
+ *
+ *   im2col (narrow layers, where those dropped positions would cost too
+ *     much): the column matrix col[(ky, kx, c), pixel] is gathered a strip of
+ *     rows at a time and one GEMM with K = 9 cin does the rest.
+ *
+ * The last two, and the 1x1 and stride-2 convolutions, call OpenBLAS's
+ * SGEMM (gemm.c); the Winograd scheme is in winograd.c.
+ */
+#include "ops_internal.h"
+
+#include <string.h>
+
+#include <cblas.h>
+
+/* ------------------------------------------------------------------------ */
+/* Padded planes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The interior rounded up to whole 4 x 4 Winograd tiles, plus the border. */
+int padded_stride(int W)
+{
+    return (W + 3) / 4 * 4 + 2;
+}
+
+size_t padded_plane(int H, int W)
+{
+    return (size_t)((H + 3) / 4 * 4 + 2) * (size_t)padded_stride(W);
+}
+
+float *padded_interior(float *xp, int W)
+{
+    return xp + padded_stride(W) + 1;
+}
+
+/* Circular: the border repeats the opposite edge (rows first, then whole
+ * columns, which also fills the corners); zero: the border is 0.  The slack
+ * rows and columns past it (sizes not a multiple of 4) are always 0. */
+typedef struct {
+    float *xp;
+    const float *x;
+    int H, W, flag;       /* circular (pad_borders) or center (pad_copy) */
+} pad_args;
+
+static void pad_borders_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W, Wp = padded_stride(W), circular = a->flag;
+    float *p = a->xp + (size_t)c * padded_plane(H, W);
+    (void)slot;
+    if (circular) {
+        memcpy(p + 1, p + (size_t)H * Wp + 1, (size_t)W * sizeof *p);
+        memcpy(p + (size_t)(H + 1) * Wp + 1, p + Wp + 1, (size_t)W * sizeof *p);
+        for (int i = 0; i < H + 2; i++) {
+            p[(size_t)i * Wp] = p[(size_t)i * Wp + W];
+            p[(size_t)i * Wp + W + 1] = p[(size_t)i * Wp + 1];
+        }
+    } else {
+        memset(p, 0, (size_t)Wp * sizeof *p);
+        memset(p + (size_t)(H + 1) * Wp, 0, (size_t)Wp * sizeof *p);
+        for (int i = 1; i <= H; i++)
+            p[(size_t)i * Wp] = p[(size_t)i * Wp + W + 1] = 0.0f;
+    }
+    const int Hp = (int)(padded_plane(H, W) / (size_t)Wp);
+    if (Wp > W + 2)
+        for (int i = 0; i < H + 2; i++)
+            memset(p + (size_t)i * Wp + W + 2, 0, (size_t)(Wp - W - 2) * sizeof *p);
+    if (Hp > H + 2)
+        memset(p + (size_t)(H + 2) * Wp, 0, (size_t)(Hp - H - 2) * Wp * sizeof *p);
+
+}
+
+void pad_borders(float *xp, int C, int H, int W, int circular, int threads)
+{
+    pad_args a = {xp, NULL, H, W, circular};
+    elementwise_for("pad_borders", C, H, W, (size_t)C * padded_plane(H, W), threads, C, pad_borders_task, &a);
+}
+
+static void pad_copy_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W;
+    float *dst = padded_interior(a->xp + (size_t)c * padded_plane(H, W), W);
+    const float *src = a->x + (size_t)c * H * W;
+    (void)slot;
+    for (int i = 0; i < H; i++, dst += padded_stride(W), src += W) {
+        if (a->flag)
+            for (int j = 0; j < W; j++)
+                dst[j] = 2.0f * src[j] - 1.0f;
+        else
+            memcpy(dst, src, (size_t)W * sizeof *dst);
+    }
+}
+
+void pad_copy(const float *x, int C, int H, int W, int center, float *xp, int threads)
+{
+    pad_args a = {xp, x, H, W, center};
+    elementwise_for("pad_copy", C, H, W, (size_t)C * padded_plane(H, W), threads, C, pad_copy_task, &a);
+}
+
+/* Nearest x2: output pixel (i, j) of 2H x 2W is input pixel (i/2, j/2). */
+static void pad_upsample2_task(void *ctx, int c, int slot)
+{
+    const pad_args *a = ctx;
+    const int H = a->H, W = a->W, H2 = 2 * H, W2 = 2 * W;
+    float *dst = padded_interior(a->xp + (size_t)c * padded_plane(H2, W2), W2);
+    (void)slot;
+    for (int i = 0; i < H2; i++, dst += padded_stride(W2)) {
+        const float *src = a->x + ((size_t)c * H + i / 2) * W;
+        for (int j = 0; j < W2; j++)
+            dst[j] = src[j / 2];
+    }
+}
+
+void pad_upsample2(const float *x, int C, int H, int W, float *xp, int threads)
+{
+    pad_args a = {xp, x, H, W, 0};
+    elementwise_for("pad_upsample2", C, H, W, (size_t)C * padded_plane(2 * H, 2 * W), threads, C, pad_upsample2_task,
+                    &a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3x3 convolution, stride 1                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* [cout][cin][9] -> [cout][9][cin], one output channel (row) at a time
+ * through `tmp` (9 cin floats). */
+void conv3x3_repack(float *w, int cout, int cin, float *tmp)
+{
+    for (int o = 0; o < cout; o++) {
+        float *row = w + (size_t)o * cin * 9;
+        memcpy(tmp, row, (size_t)cin * 9 * sizeof *row);
+        for (int c = 0; c < cin; c++)
+            for (int t = 0; t < 9; t++)
+                row[(size_t)t * cin + c] = tmp[(size_t)c * 9 + t];
+    }
+}
+
+/* Shifted GEMMs need a wide image (the dropped border positions) and
+ * enough input channels (each tap's GEMM has K = cin; with 3 channels, as
+ * in conv_in, one im2col GEMM with K = 27 is far better). */
+static int use_shift(int cin, int W)
+{
+    return W >= blocks->shift_min_width && cin >= 8;
+}
+
+/* Positions of the flat padded grid per strip of the shifted scheme: the
+ * strip's output should stay in cache across the nine taps.  (A function
+ * of the shape only, like every cut here.) */
+static size_t shift_strip(int cout, size_t n)
+{
+    size_t s = round_up(blocks->shift_budget / (size_t)cout, 16);
+    if (s < blocks->shift_min_strip)
+        s = blocks->shift_min_strip;
+    return s < n ? s : n;
+}
+
+/* Column-strip rows of the im2col scheme. */
+static int im2col_rows(size_t K, int H, int W)
+{
+    size_t r = blocks->im2col_budget / (K * (size_t)W);
+    if (r < 1)
+        r = 1;
+    return r < (size_t)H ? (int)r : H;
+}
+
+size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
+{
+    if (conv3x3_uses_winograd(cin, cout))
+        return winograd_scratch_floats(cin, cout, H, W, threads);
+    if (use_shift(cin, W)) {
+        size_t n = (size_t)(H - 1) * padded_stride(W) + W;
+        return (size_t)threads * (size_t)cout * shift_strip(cout, n);
+    }
+    size_t K = (size_t)9 * cin;
+    return K * (size_t)im2col_rows(K, H, W) * (size_t)W;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shifted GEMMs and im2col                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Shared by the shifted scheme's tasks. */
+typedef struct {
+    const conv2d_w *c;
+    const float *xp, *extra;
+    float *y, *scratch;
+    int H, W, accumulate;
+    size_t n, S;           /* positions, positions a strip */
+} shifted_args;
+
+static void shifted_task(void *ctx, int s, int slot)
+{
+    const shifted_args *a = ctx;
+    const conv2d_w *c = a->c;
+    const int cin = c->cin, cout = c->cout, H = a->H, W = a->W, Wp = padded_stride(W), accumulate = a->accumulate;
+    const size_t P = padded_plane(H, W), n = a->n, S = a->S;
+    const float *xp = a->xp, *extra = a->extra;
+    float *y = a->y;
+    float *yp = a->scratch + (size_t)slot * cout * S;
+    size_t p0 = (size_t)s * S, m = n - p0 < S ? n - p0 : S;
+    /* yp (cout x m) = sum over taps of W_tap . xp shifted by the tap */
+    for (int t = 0; t < 9; t++) {
+        int ky = t / 3, kx = t % 3;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)m, cin, 1.0f, c->w + (size_t)t * cin,
+                    9 * cin, xp + (size_t)ky * Wp + kx + p0, (int)P, t ? 1.0f : 0.0f, yp, (int)m);
+    }
+    /* y (+)= the positions that are pixels: p = i Wp + j with j < W */
+    size_t i0 = p0 / Wp, i1 = (p0 + m - 1) / Wp;
+    for (int o = 0; o < cout; o++) {
+        const float *src = yp + (size_t)o * m;
+        float *dst = y + (size_t)o * H * W;
+        const float b = c->b[o] + (extra ? extra[o] : 0.0f);
+        for (size_t i = i0; i <= i1; i++) {
+            size_t row = i * Wp;
+            size_t j0 = p0 > row ? p0 - row : 0, j1 = p0 + m - row < (size_t)W ? p0 + m - row : (size_t)W;
+            float *d = dst + i * W;
+            const float *v = src + row - p0;
+            if (accumulate)
+                for (size_t j = j0; j < j1; j++)
+                    d[j] += v[j];
+            else
+                for (size_t j = j0; j < j1; j++)
+                    d[j] = v[j] + b;
+        }
+    }
+
+}
+
+static void conv3x3_shifted(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
+                            int accumulate, float *scratch, int threads)
+{
+    const size_t n = (size_t)(H - 1) * padded_stride(W) + W;    /* last interior position + 1 */
+    const size_t S = shift_strip(c->cout, n);
+    shifted_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .scratch = scratch, .H = H, .W = W,
+                      .accumulate = accumulate, .n = n, .S = S};
+    parallel_for(threads, (int)((n + S - 1) / S), shifted_task, &a);
+}
+
+/* A strip of the column matrix: rows r0 .. r0 + rows - 1 of the output. */
+typedef struct {
+    const float *x;
+    float *col;
+    int cin, H, W, r0, rows;
+    int pad_lt, circular;          /* Downsample2D */
+} im2col_args;
+
+/* col[(t, c), (i - r0) W + j] = xp[c, i + ky, j + kx], for row k = (t, c). */
+static void im2col_task(void *ctx, int k, int slot)
+{
+    const im2col_args *a = ctx;
+    const int t = k / a->cin, ch = k % a->cin, ky = t / 3, kx = t % 3, W = a->W, Wp = padded_stride(W);
+    const float *src = a->x + (size_t)ch * padded_plane(a->H, W) + (size_t)(a->r0 + ky) * Wp + kx;
+    float *dst = a->col + (size_t)k * a->rows * W;
+    (void)slot;
+    for (int i = 0; i < a->rows; i++)
+        memcpy(dst + (size_t)i * W, src + (size_t)i * Wp, (size_t)W * sizeof *dst);
+}
+
+static void conv3x3_im2col(const conv2d_w *c, const float *xp, int H, int W, float *y, float *col, int threads)
+{
+    const int K = 9 * c->cin, R = im2col_rows((size_t)K, H, W);
+    for (int r0 = 0; r0 < H; r0 += R) {
+        int rows = H - r0 < R ? H - r0 : R;
+        size_t n = (size_t)rows * W;
+        im2col_args a = {xp, col, c->cin, H, W, r0, rows, 0, 0};
+        parallel_for(team_for((size_t)K * n, threads), K, im2col_task, &a);
+        gemm(0, 0, c->cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * W, H * W, threads);
+    }
+}
+
+void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
+             float *scratch, int threads)
+{
+    double t0 = profile_start();
+    const char *scheme;
+    if (c->u) {
+        scheme = wino_tile(c->cin, c->cout, H, W) == 4 ? "conv3x3 wino F4" : "conv3x3 wino F2";
+        conv3x3_winograd(c, xp, H, W, y, extra, accumulate, scratch, threads);
+    } else if (use_shift(c->cin, W)) {
+        scheme = "conv3x3 shifted";
+        conv3x3_shifted(c, xp, H, W, y, extra, accumulate, scratch, threads);
+    } else {
+        scheme = "conv3x3 im2col";
+        if (!accumulate)
+            fill_bias(y, c->b, extra, c->cout, (size_t)H * W, threads);
+        conv3x3_im2col(c, xp, H, W, y, scratch, threads);
+    }
+    profile_stop(t0, scheme, c->cin, c->cout, H, W, 18.0 * c->cin * c->cout * H * W);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stride-2 convolution (Downsample2D)                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A coordinate of the padded grid read back in the image: circular padding
+ * wraps, zero padding gives -1. */
+static int wrap(int v, int n, int circular)
+{
+    if (v >= 0 && v < n)
+        return v;
+    if (!circular)
+        return -1;
+    v %= n;
+    return v < 0 ? v + n : v;
+}
+
+/* col[(t, c), (i - r0) Wo + j] = x[c, 2i + ky - pad, 2j + kx - pad]; only
+ * the first and last output column can read outside the image. */
+static void down_im2col_task(void *ctx, int k, int slot)
+{
+    const im2col_args *a = ctx;
+    const int t = k / a->cin, ch = k % a->cin, ky = t / 3, kx = t % 3;
+    const int H = a->H, W = a->W, Wo = W / 2, pad = a->pad_lt;
+    const float *xc = a->x + (size_t)ch * H * W;
+    float *dst = a->col + (size_t)k * a->rows * Wo;
+    (void)slot;
+    for (int i = a->r0; i < a->r0 + a->rows; i++, dst += Wo) {
+        int sy = wrap(2 * i + ky - pad, H, a->circular);
+        if (sy < 0) {
+            memset(dst, 0, (size_t)Wo * sizeof *dst);
+            continue;
+        }
+        const float *src = xc + (size_t)sy * W;
+        for (int j = 1; j < Wo - 1; j++)
+            dst[j] = src[2 * j + kx - pad];
+        for (int j = 0; j < Wo; j += Wo - 1 > 0 ? Wo - 1 : 1) {
+            int sx = wrap(2 * j + kx - pad, W, a->circular);
+            dst[j] = sx < 0 ? 0.0f : src[sx];
+        }
+    }
+}
+
+size_t conv_down_scratch_floats(int cin, int H, int W)
+{
+    int Ho = H / 2, Wo = W / 2;
+    size_t K = (size_t)9 * cin;
+    return K * (size_t)im2col_rows(K, Ho, Wo) * (size_t)Wo;
+}
+
+void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
+                          float *col, int threads)
+{
+    const int cin = c->cin, cout = c->cout, K = 9 * cin;
+    const int Ho = H / 2, Wo = W / 2;          /* (H + pad_lt + 1 - 3) / 2 + 1 for even H */
+    const int R = im2col_rows((size_t)K, Ho, Wo);
+    double t0 = profile_start();
+    for (int r0 = 0; r0 < Ho; r0 += R) {
+        int rows = Ho - r0 < R ? Ho - r0 : R;
+        size_t n = (size_t)rows * Wo;
+        im2col_args a = {x, col, cin, H, W, r0, rows, pad_lt, circular};
+        parallel_for(team_for((size_t)K * n, threads), K, down_im2col_task, &a);
+        gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * Wo, Ho * Wo, threads);
+    }
+    profile_stop(t0, "conv down", cin, cout, H, W, 2.0 * K * cout * Ho * Wo);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 1x1 convolution                                                           */
+/* ------------------------------------------------------------------------ */
+
+void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads)
+{
+    /* y (cout x HW) += W[:, k0 : k0+K] (cout x K, row stride cin) . x (K x HW) */
+    double t0 = profile_start();
+    gemm(0, 0, c->cout, (int)HW, K, 1.0f, c->w + k0, c->cin, x, (int)HW, 1.0f, y, (int)HW, threads);
+    profile_stop(t0, "conv1x1", K, c->cout, (int)HW, 1, 2.0 * K * c->cout * HW);
+}
