@@ -127,10 +127,17 @@ static void profile_add(const char *op, int cin, int cout, int H, int W, double 
  * swap on `claim` = gen << 32 | next task, so a worker that wakes late can
  * never claim a task of a job that is over.  The descriptors of two jobs
  * alternate: job g's can only be overwritten by job g + 2, which starts
- * after job g has finished.  Idle workers spin a little, then sleep. */
+ * after job g has finished.
+ *
+ * Idle workers spin for a millisecond, then sleep.  A forward pass is
+ * hundreds of jobs with gaps of serial work between them; a worker that
+ * fell asleep in a gap misses most of the next job (waking it takes tens
+ * of microseconds, and the caller starts without it).  Against a
+ * 20,000-iteration spin (about 10 us), 64x64 on the texture model went
+ * from 17.2 to 16.7 ms per evaluation, cifar10's 32x32 from 61.8 to 60. */
 
 #define POOL_MAX_THREADS 64
-#define POOL_SPIN 20000
+#define POOL_SPIN_SECONDS 1e-3
 
 typedef struct {
     _Atomic(task_fn) fn;
@@ -177,10 +184,13 @@ static void pool_work(unsigned g, const pool_job *j, int slot)
  * other and no wake-up is lost.) */
 static unsigned pool_wait(unsigned seen)
 {
-    for (int i = 0; i < POOL_SPIN; i++) {
+    const double until = wall_now() + POOL_SPIN_SECONDS;
+    for (unsigned i = 1;; i++) {
         unsigned g = atomic_load(&pool.gen);
         if (g != seen)
             return g;
+        if (i % 1024 == 0 && wall_now() > until)
+            break;
     }
     pthread_mutex_lock(&pool.mu);
     atomic_fetch_add(&pool.sleepers, 1);
