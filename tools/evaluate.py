@@ -61,8 +61,8 @@ def main():
     a = ap.parse_args()
 
     data = torch.load(a.data, weights_only=False)
-    real = tm.heldout_crops(data["heldout"], 256, 64, seed=1)
-    real2 = tm.heldout_crops(data["heldout"], 256, 64, seed=2)
+    real = tm.real_crops(data["heldout"], 256, 64, seed=1)
+    real2 = tm.real_crops(data["heldout"], 256, 64, seed=2)
     print(f"floor (real vs real) SWD {tm.swd(real, real2)[0]:.0f}; "
           f"noise {tm.swd(real, torch.randn_like(real).clamp(-1, 1))[0]:.0f}; "
           f"blurred real {tm.swd(real, tm._blur(tm._blur(tm._blur(real2))))[0]:.0f}")

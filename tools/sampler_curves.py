@@ -134,8 +134,8 @@ def main():
     tiles = a.images * (a.size // 64) ** 2
     reals, floors = {}, {}
     for ref, items in (("held-out", data["heldout"]), ("training", data["train"])):
-        reals[ref] = tm.heldout_crops(items, 256, 64, seed=1)
-        draws = [tm.swd(reals[ref], tm.heldout_crops(items, tiles, 64, seed=2 + d))[0] for d in range(a.floor_draws)]
+        reals[ref] = tm.real_crops(items, 256, 64, seed=1)
+        draws = [tm.swd(reals[ref], tm.real_crops(items, tiles, 64, seed=2 + d))[0] for d in range(a.floor_draws)]
         floors[ref] = float(np.mean(draws))
         print(f"floor vs {ref} crops ({tiles} other real crops, {a.floor_draws} draws): SWD {floors[ref]:.0f} "
               f"(sd {np.std(draws):.0f})")

@@ -8,7 +8,14 @@ over the pyramid levels, so pure noise scores about 1000 and two sets of real
 crops of the same textures score the floor.
 
     python3 tools/texture_metrics.py --real data.pt --fake DIR_OF_PNGS [--size 64]
-    python3 tools/texture_metrics.py --real data.pt --baselines      # floor and ceilings
+    python3 tools/texture_metrics.py --real data.pt --baselines 256  # floors and ceilings for 256 images
+
+--fake compares the generated set with 256 held-out crops and with 256
+training crops, and prints the pixel gradient and the mean colour of each set.
+Use a few hundred generated images: with 48, SWD mostly measures which of the
+233 textures the set happens to show (48 training crops score 279 against
+1024 others, 256 score 21), and favours sets that blend textures over sets
+that show a few of them.
 
 Used by tools/train.py during training and by the model card measurements."""
 import argparse
@@ -95,13 +102,15 @@ def gradient(x):
     return (a[:, :, 1:, :] - a[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
 
 
-def heldout_crops(items, n, size, seed):
-    """n random crops of size x size from held-out textures (wrap-around for tileable ones)."""
+def real_crops(items, n, size, seed):
+    """n random size x size crops of the textures `items` (wrap-around for small ones).  Textures are taken in
+    shuffled rounds, each once per round, so a set smaller than the texture list is a random subset of textures
+    rather than the first ones by name."""
     rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(items)) for _ in range(math.ceil(n / len(items)))])
     out = []
-    for k in range(n):
-        it = items[k % len(items)] if k < len(items) else items[rng.integers(len(items))]
-        px = it["pixels"].permute(2, 0, 1).float() / 127.5 - 1
+    for k in order[:n]:
+        px = items[k]["pixels"].permute(2, 0, 1).float() / 127.5 - 1
         h, w = px.shape[1:]
         if min(h, w) < size:
             px = px.repeat(1, math.ceil(size / h), math.ceil(size / w))
@@ -128,26 +137,36 @@ def main():
     ap.add_argument("--real", required=True, help="textures.pt from tools/fetch_textures.sh")
     ap.add_argument("--fake", help="folder of generated PNGs")
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--n", type=int, default=256, help="real crops to draw")
-    ap.add_argument("--baselines", action="store_true")
+    ap.add_argument("--n", type=int, default=256, help="crops in each real reference set")
+    ap.add_argument("--baselines", type=int, default=0, metavar="N",
+                    help="also print the references for generated sets of N images, averaged over 5 draws")
     a = ap.parse_args()
     data = torch.load(a.real, weights_only=False)
-    real = heldout_crops(data["heldout"], a.n, a.size, seed=1)
+    refs = {"held-out": real_crops(data["heldout"], a.n, a.size, seed=1),
+            "training": real_crops(data["train"], a.n, a.size, seed=1)}
     if a.baselines:
-        real2 = heldout_crops(data["heldout"], a.n, a.size, seed=2)
-        print(f"floor   (real vs real)  SWD {swd(real, real2)[0]:.0f}")
-        print(f"ceiling (noise)         SWD {swd(real, torch.randn_like(real).clamp(-1, 1))[0]:.0f}")
-        flat = real2.mean(dim=(2, 3), keepdim=True).expand_as(real2)
-        print(f"ceiling (flat colour)   SWD {swd(real, flat)[0]:.0f}")
-        blurred = _blur(_blur(_blur(real2)))
-        print(f"ceiling (blurred real)  SWD {swd(real, blurred)[0]:.0f}")
+        n, draws = a.baselines, range(5)
+        held = [swd(refs["held-out"], real_crops(data["heldout"], n, a.size, seed=100 + d))[0] for d in draws]
+        train = [swd(refs["held-out"], real_crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
+        tt = [swd(refs["training"], real_crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
+        ms = lambda v: f"{np.mean(v):.0f} +- {np.std(v):.0f}"
+        print(f"{n} held-out crops vs held-out (floor)           SWD {ms(held)}")
+        print(f"{n} training crops vs held-out (the training set) SWD {ms(train)}")
+        print(f"{n} training crops vs training (floor)           SWD {ms(tt)}")
+        real2 = real_crops(data["heldout"], n, a.size, seed=2)
+        print(f"ceiling vs held-out: noise {swd(refs['held-out'], torch.randn_like(real2).clamp(-1, 1))[0]:.0f}, "
+              f"flat colour {swd(refs['held-out'], real2.mean(dim=(2, 3), keepdim=True).expand_as(real2))[0]:.0f}, "
+              f"blurred {swd(refs['held-out'], _blur(_blur(_blur(real2))))[0]:.0f}")
     if a.fake:
         fake = load_pngs(a.fake, a.size)
-        m, per = swd(real, fake)
-        print(f"SWD {m:.0f}  (levels: {', '.join(f'{p:.0f}' for p in per)})  on {len(fake)} tiles")
+        for name, real in refs.items():
+            m, per = swd(real, fake)
+            print(f"SWD vs {name} {m:.0f}  (levels: {', '.join(f'{p:.0f}' for p in per)})  on {len(fake)} tiles")
         q = lambda v: ", ".join(f"{t:.0f}" for t in np.percentile(v.numpy(), [10, 50, 90]))
         print(f"pixel gradient (10/50/90th percentile, grey levels): generated {q(gradient(fake))}; "
-              f"held-out real {q(gradient(real))}")
+              f"held-out real {q(gradient(refs['held-out']))}")
+        c = lambda x: " ".join(f"{v:.0f}" for v in ((x.mean(dim=(0, 2, 3)) + 1) * 127.5).tolist())
+        print(f"mean RGB: generated {c(fake)}; held-out {c(refs['held-out'])}; training {c(refs['training'])}")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,11 @@ def main():
                     help="gamma of Min-SNR weighting (Hang et al. 2023); 0 = the paper's plain L_simple.  The "
                     "first 12k steps used 5: its weight min(SNR, 5)/SNR is ~0.01 at t = 10, and the samples kept "
                     "about twice the real pixel gradient (grain the last steps should remove)")
+    ap.add_argument("--dc-weight", type=float, default=0.0,
+                    help="lambda of the image-mean term: + lambda (1 - abar_t) HW |mean_hw(eps_theta - eps)|^2 "
+                    "per channel.  The mean colour of a sample is set at high t, where x0-hat = (x_t - "
+                    "sqrt(1 - abar) eps_theta) / sqrt(abar) magnifies the image mean of eps_theta's error by up to "
+                    "150; in L_simple that mean is 1 of HW frequencies and was hardly learned (0 = off)")
     ap.add_argument("--ema", type=float, default=0.9995)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for the forward pass (weights, "
@@ -181,7 +186,7 @@ def main():
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
                        "recipe": {k: v for k, v in state["args"].items()
-                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "ema", "seed")}},
+                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "dc_weight", "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
         print(f"exported EMA of step {state['step']} ({nparam / 1e6:.2f} M parameters) to {a.export}")
@@ -209,8 +214,8 @@ def main():
     # Held-out crops measure generalisation; the held-out textures differ from the
     # training ones (real train crops score about 355 against them, two held-out
     # crop sets about 95), so a fixed set of training crops tracks convergence too.
-    real = texture_metrics.heldout_crops(data["heldout"], 256, 64, seed=1)
-    real_train = texture_metrics.heldout_crops(data["train"], 256, 64, seed=1)
+    real = texture_metrics.real_crops(data["heldout"], 256, 64, seed=1)
+    real_train = texture_metrics.real_crops(data["train"], 256, 64, seed=1)
 
     log_path = os.path.join(a.run, "log.tsv")
     if not os.path.exists(log_path):
@@ -229,7 +234,14 @@ def main():
         xt = at.sqrt() * x0 + (1 - at).sqrt() * eps                      # q_sample, eq. (4)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
             pred = model(xt, t)
-        per_sample = (pred.float() - eps).pow(2).mean(dim=(1, 2, 3))      # L_simple per sample
+        err = pred.float() - eps
+        per_sample = err.pow(2).mean(dim=(1, 2, 3))                       # L_simple per sample
+        simple = per_sample.mean().item()                                  # logged: comparable across recipes
+        if a.dc_weight > 0:
+            # the image mean of the error counted like a whole image of it (Parseval: the mean is one of
+            # HW frequencies); the same minimiser E[eps | x_t], another weighting of the errors
+            dc = err.mean(dim=(2, 3)).pow(2).mean(dim=1) * err.shape[2] * err.shape[3]
+            per_sample = per_sample + a.dc_weight * (1 - ac[t]) * dc
         loss = (weight[t] * per_sample).mean()
         lr = a.lr * min(1.0, (step + 1 - warm_from) / a.warmup)
         for g in opt.param_groups:
@@ -243,14 +255,14 @@ def main():
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
-        loss_avg = loss.item() if loss_avg is None else 0.99 * loss_avg + 0.01 * loss.item()
+        loss_avg = simple if loss_avg is None else 0.99 * loss_avg + 0.01 * simple
 
         now = time.time()
         if step % 50 == 0:
             rate = (step - rate_s) / (now - rate_t)
             eta_h = (a.steps - step) / max(rate, 1e-9) / 3600
             hours = (elapsed + now - t_start) / 3600
-            print(f"step {step}  loss {loss_avg:.4f}  {rate:.2f} steps/s  trained {hours:.2f} h  "
+            print(f"step {step}  L_simple {loss_avg:.4f}  {rate:.2f} steps/s  trained {hours:.2f} h  "
                   f"ETA {eta_h:.1f} h", flush=True)
             rate_t, rate_s = now, step
         swd_val = ""
