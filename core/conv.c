@@ -24,8 +24,10 @@
  *     much): the column matrix col[(ky, kx, c), pixel] is gathered a strip of
  *     rows at a time and one GEMM with K = 9 cin does the rest.
  *
- * The last two, and the 1x1 and stride-2 convolutions, call OpenBLAS's
- * SGEMM (gemm.c); the Winograd scheme is in winograd.c.
+ * The last two, and the stride-2 convolutions, call OpenBLAS's SGEMM
+ * (gemm.c); the Winograd scheme is in winograd.c.  The 1x1 convolutions
+ * (at the end) are one GEMM each, on the packed kernels where the CPU has
+ * them, else on OpenBLAS.
  */
 #include "ops_internal.h"
 
@@ -379,10 +381,127 @@ void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int p
 /* 1x1 convolution                                                           */
 /* ------------------------------------------------------------------------ */
 
-void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads)
+/* A 1x1 convolution of [xa ; xb] is one GEMM,
+ *
+ *     y (cout x HW) = W (cout x cin) . [xa ; xb] (cin x HW) + bias + extra,
+ *
+ * on OpenBLAS (y filled with the bias first, then one GEMM per part of the
+ * concat, each adding onto y), or, when the weights were packed at load
+ * (conv1x1_packed), on the packed kernels (gemm.c) in one pass that adds
+ * the bias as it stores y: y is written once and never read, which is
+ * what counts on large images, where so few multiplies per pixel leave
+ * this layer waiting on memory.  The kernels' B is x itself, written per
+ * call into panels of BLOCK_N pixels, [HW / 32][cin][32]: rows 0 .. Ca - 1
+ * from xa, the other Cb = cin - Ca from xb.
+ *
+ * The team shares y as blocks of a strip of pixels by a group of output
+ * channels.  A task packs its strip's cin x S inputs into its own part of
+ * the scratch and multiplies its rows of W by them: nothing packed by one
+ * core is read by another, and one parallel_for does it all.  Strips are
+ * as wide as keeps them in cache (S cin about conv1x1_budget floats) but
+ * narrow enough for two a thread; when that leaves too few (small images),
+ * the output channels are split into groups too, whose tasks each pack the
+ * same strip (a copy of cin S floats against 2 cin S rows flops).
+ *
+ * Each element of y is the same FMA chain over the cin inputs whatever the
+ * cut (gemm.c): the result depends neither on the cut nor on the team. */
+int conv1x1_packed(int cout)
 {
-    /* y (cout x HW) += W[:, k0 : k0+K] (cout x K, row stride cin) . x (K x HW) */
+    return use_packed_kernel() && cout % PANEL == 0;
+}
+
+void conv1x1_pack(float *w, int cout, int cin, float *tmp)
+{
+    gemm_pack_a(w, cout, cin, tmp);
+}
+
+/* The cut for a team of `threads`: strips of S pixels (a multiple of
+ * BLOCK_N) and groups of `rows` output channels (a multiple of PANEL, of
+ * two panels when cout allows, for the narrow kernel), aiming at two tasks
+ * a thread. */
+typedef struct {
+    size_t S;
+    int strips, rows, groups;
+} conv1x1_cut;
+
+static conv1x1_cut conv1x1_plan(int cin, int cout, size_t HW, int threads)
+{
+    conv1x1_cut c;
+    const size_t want = 2 * (size_t)threads;
+    const size_t cached = blocks->conv1x1_budget / (size_t)cin / BLOCK_N * BLOCK_N;
+    const size_t share = round_up((HW + want - 1) / want, BLOCK_N);        /* HW / want, whole panels */
+    c.S = cached < share ? cached : share;
+    if (c.S < BLOCK_N)
+        c.S = BLOCK_N;
+    c.strips = (int)((HW + c.S - 1) / c.S);
+    const int unit = cout % (2 * PANEL) == 0 ? 2 * PANEL : PANEL;
+    const int groups = (int)((want + (size_t)c.strips - 1) / (size_t)c.strips);
+    c.rows = (int)round_up((size_t)(cout + groups - 1) / (size_t)groups, (size_t)unit);
+    c.groups = (cout + c.rows - 1) / c.rows;
+    return c;
+}
+
+/* bias + extra (cout floats), then a strip of cin x S per thread, for
+ * every team up to `threads` (a forward's team may be smaller than the
+ * one its plan was made for). */
+size_t conv1x1_scratch_floats(int cin, int cout, size_t HW, int threads)
+{
+    size_t most = 0;
+    if (!conv1x1_packed(cout))
+        return 0;
+    for (int t = 1; t <= threads; t++) {
+        size_t need = (size_t)t * conv1x1_plan(cin, cout, HW, t).S;
+        most = need > most ? need : most;
+    }
+    return round_up((size_t)cout, 16) + (size_t)cin * most;
+}
+
+/* Shared by the tasks of the packed 1x1 convolution. */
+typedef struct {
+    const conv2d_w *c;
+    const float *xa, *xb;
+    int Ca;
+    size_t HW;
+    float *y;
+    const float *bias;         /* bias + extra  */
+    float *strips;             /* a strip a slot */
+    conv1x1_cut cut;
+} conv1x1_args;
+
+/* Pixels j0 .. j0 + n - 1 of output channels i0 .. i1 - 1, the strip's B in
+ * this thread's part of the scratch. */
+static void conv1x1_task(void *ctx, int task, int slot)
+{
+    const conv1x1_args *a = ctx;
+    const conv1x1_cut *cut = &a->cut;
+    const int cin = a->c->cin, cout = a->c->cout, i0 = task % cut->groups * cut->rows;
+    const int i1 = i0 + cut->rows < cout ? i0 + cut->rows : cout;
+    const size_t j0 = (size_t)(task / cut->groups) * cut->S, n = a->HW - j0 < cut->S ? a->HW - j0 : cut->S;
+    float *B = a->strips + (size_t)slot * cin * cut->S;
+    gemm_pack_b(a->xa + j0, a->HW, 0, a->Ca, cin, (int)n, B);
+    if (a->Ca < cin)
+        gemm_pack_b(a->xb + j0, a->HW, a->Ca, cin, cin, (int)n, B);
+    gemm_packed_bias(i0, i1, cin, a->c->w, B, a->bias, a->y + j0, a->HW, (int)n);
+}
+
+void conv1x1(const conv2d_w *c, const float *xa, int Ca, const float *xb, int Cb, size_t HW, float *y,
+             const float *extra, float *scratch, int threads)
+{
     double t0 = profile_start();
-    gemm(0, 0, c->cout, (int)HW, K, 1.0f, c->w + k0, c->cin, x, (int)HW, 1.0f, y, (int)HW, threads);
-    profile_stop(t0, "conv1x1", K, c->cout, (int)HW, 1, 2.0 * K * c->cout * HW);
+    if (conv1x1_packed(c->cout)) {
+        float *bias = scratch;
+        for (int o = 0; o < c->cout; o++)
+            bias[o] = c->b[o] + (extra ? extra[o] : 0.0f);
+        conv1x1_args a = {.c = c, .xa = xa, .xb = xb, .Ca = Ca, .HW = HW, .y = y, .bias = bias,
+                          .strips = scratch + round_up((size_t)c->cout, 16),
+                          .cut = conv1x1_plan(c->cin, c->cout, HW, threads)};
+        parallel_for(threads, a.cut.strips * a.cut.groups, conv1x1_task, &a);
+    } else {
+        /* W[:, k0 : k0 + K] (the inputs of one part) is W + k0 with row stride cin */
+        fill_bias(y, c->b, extra, c->cout, HW, threads);
+        gemm(0, 0, c->cout, (int)HW, Ca, 1.0f, c->w, c->cin, xa, (int)HW, 1.0f, y, (int)HW, threads);
+        if (Cb)
+            gemm(0, 0, c->cout, (int)HW, Cb, 1.0f, c->w + Ca, c->cin, xb, (int)HW, 1.0f, y, (int)HW, threads);
+    }
+    profile_stop(t0, "conv1x1", c->cin, c->cout, (int)HW, 1, 2.0 * c->cin * c->cout * HW);
 }

@@ -747,18 +747,41 @@ static int list_convs(ddpm_model *m, conv2d_w **out)
     return n;
 }
 
+/* Every 1x1 convolution of the model: the resnets' conv_shortcut. */
+static int list_shortcuts(ddpm_model *m, conv2d_w **out)
+{
+    int n = 0;
+    for (int i = 0; i < m->cfg.levels; i++)
+        for (int pass = 0; pass < 2; pass++) {
+            block_w *b = pass ? &m->up[i] : &m->down[i];
+            for (int j = 0; j < b->nresnets; j++)
+                if (b->resnets[j].has_shortcut)
+                    out[n++] = &b->resnets[j].conv_shortcut;
+        }
+    for (int i = 0; i < 2; i++)
+        if (m->mid_resnets[i].has_shortcut)
+            out[n++] = &m->mid_resnets[i].conv_shortcut;
+    return n;
+}
+
 /* PyTorch's [cout][cin][3][3] -> [cout][3][3][cin] for the 3x3
- * convolutions not kept as Winograd U (see ops.h). */
+ * convolutions not kept as Winograd U, and the 1x1 convolutions into the
+ * packed kernel's panels where it runs (see ops.h). */
 static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
 {
-    int most = 1 + UNET_MAX_LEVELS * 2 * (2 * 65 + 1) + 4 + 1;
+    /* conv_in, conv_out; per block up to 65 resnets (conv1, conv2,
+     * conv_shortcut) and a resampler; two mid resnets */
+    int most = 2 + UNET_MAX_LEVELS * 2 * (3 * 65 + 1) + 2 * 3;
     conv2d_w **convs = malloc((size_t)most * sizeof *convs);
     if (!convs)
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
-    int n = list_convs(m, convs), maxcin = 1;
-    for (int i = 0; i < n; i++)
-        maxcin = convs[i]->cin > maxcin ? convs[i]->cin : maxcin;
-    float *tmp = malloc((size_t)9 * maxcin * sizeof *tmp);
+    int n = list_convs(m, convs), n1 = list_shortcuts(m, convs + n);
+    size_t tmp_floats = 1;               /* 9 cin for a 3x3, cout cin for a 1x1 */
+    for (int i = 0; i < n + n1; i++) {
+        size_t need = (size_t)convs[i]->cin * (i < n ? 9 : (size_t)convs[i]->cout);
+        tmp_floats = need > tmp_floats ? need : tmp_floats;
+    }
+    float *tmp = malloc(tmp_floats * sizeof *tmp);
     if (!tmp) {
         free(convs);
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
@@ -766,6 +789,9 @@ static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
     for (int i = 0; i < n; i++)
         if (!convs[i]->u)
             conv3x3_repack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);
+    for (int i = n; i < n + n1; i++)
+        if (conv1x1_packed(convs[i]->cout))
+            conv1x1_pack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);
     free(tmp);
     free(convs);
     return DDPM_OK;

@@ -15,7 +15,8 @@
 #define UNET_MAX_LEVELS 8          /* stride up to 2^7 = 128                  */
 
 /* A convolution.  3x3 weights are prepared at load (ops.h): either
- * Winograd-transformed into u, or repacked in place in w. */
+ * Winograd-transformed into u, or repacked in place in w; 1x1 weights are
+ * packed in place in w where the packed kernel runs (conv1x1_packed). */
 typedef struct {
     const float *w, *b;
     const float *u;

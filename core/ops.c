@@ -18,8 +18,8 @@
 
 /* Block sizes (block_sizes: ops_internal.h). */
 static const block_sizes normal_blocks = {512 * 1024, 128 * 1024, 512, 16, 256 * 1024, 2e6, 256, 256 * 1024, 256,
-                                          128 * 128};
-static const block_sizes tiny_blocks = {1024, 512, 16, 16, 512, 0.0, 16, 256, 1, 16};
+                                          128 * 128, 128 * 1024};
+static const block_sizes tiny_blocks = {1024, 512, 16, 16, 512, 0.0, 16, 256, 1, 16, 1};
 const block_sizes *blocks = &normal_blocks;
 
 void ops_use_tiny_blocks(int on)

@@ -72,9 +72,20 @@ size_t conv_down_scratch_floats(int cin, int H, int W);
 void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
                           float *scratch, int threads);
 
-/* y += W[:, k0 : k0 + K] x for a 1x1 convolution whose input channels k0 ..
- * k0+K-1 are the K planes of x (a concat is two calls). */
-void conv1x1_accumulate(const conv2d_w *c, int k0, int K, const float *x, size_t HW, float *y, int threads);
+/* 1x1 convolution weights [cout][cin] are prepared at load too: on CPUs
+ * with the packed kernel (conv1x1_packed(cout), same conditions as
+ * winograd_packed), conv1x1_pack rearranges them in place into panels of
+ * 16 output channels, [cout / 16][cin][16] (tmp: cout cin floats);
+ * elsewhere they stay as they are. */
+int conv1x1_packed(int cout);
+void conv1x1_pack(float *w, int cout, int cin, float *tmp);
+
+/* 1x1 convolution of the channel concatenation [xa (Ca planes) ; xb (Cb
+ * planes)] (Ca + Cb = cin; Cb = 0: just xa) of HW pixels, y compact cout x
+ * HW:  y = conv(x) + bias + extra (extra: per output channel, may be NULL). */
+size_t conv1x1_scratch_floats(int cin, int cout, size_t HW, int threads);
+void conv1x1(const conv2d_w *c, const float *xa, int Ca, const float *xb, int Cb, size_t HW, float *y,
+             const float *extra, float *scratch, int threads);
 
 /* y[o] = bias[o] + extra[o] over all HW pixels (extra may be NULL), or
  * y[o] = x[o] + bias[o]: starting values that convolutions accumulate onto. */

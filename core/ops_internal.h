@@ -29,6 +29,7 @@ typedef struct {
     size_t wino_budget;        /* floats of V and M of one band of tile rows   */
     int wino_min_tiles;        /* but at least this many tiles in a band       */
     size_t wino_f4_pixels;     /* images this large use F(4x4) where it can    */
+    size_t conv1x1_budget;     /* floats of a strip of packed 1x1 input        */
 } block_sizes;
 
 /* The block sizes in force (ops.c): the normal ones, or the tiny ones of
@@ -78,8 +79,10 @@ int env_flag(const char *name);
 
 /* gemm.c ---------------------------------------------------------------- */
 
-/* The packed layouts of gemm_packed: A (U) in panels of PANEL rows, B (V)
- * in panels of BLOCK_N columns, both K-major. */
+/* The packed layouts of the kernels: A (weights) in panels of PANEL rows,
+ * B (V, or the input of a 1x1 convolution) in panels of BLOCK_N columns,
+ * both K-major:  A[i][k] at (i / PANEL) PANEL K + PANEL k + i % PANEL,
+ * B[k][j] at (j / BLOCK_N) K BLOCK_N + BLOCK_N k + j % BLOCK_N. */
 #define PANEL 16
 #define BLOCK_N 32
 
@@ -88,13 +91,24 @@ int env_flag(const char *name);
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc, int threads);
 
-/* Whether the Winograd GEMMs run on the packed kernels (AVX-512 and not
- * DDPM_NO_PACKED). */
+/* Whether the Winograd GEMMs and the 1x1 convolutions run on the packed
+ * kernels (AVX-512 and not DDPM_NO_PACKED). */
 int use_packed_kernel(void);
 
 /* Rows i0 .. i1 - 1 (multiples of PANEL) of C = U V, C having n columns;
  * U and V packed. */
 void gemm_packed(int i0, int i1, int K, const float *U, const float *V, float *C, int n);
+
+/* Rows i0 .. i1 - 1 (multiples of PANEL) of C = A B + bias (bias[i] on
+ * row i), C having rows ldc apart and n columns; A and B packed. */
+void gemm_packed_bias(int i0, int i1, int K, const float *A, const float *B, const float *bias, float *C,
+                      size_t ldc, int n);
+
+/* Packing: A (M x K, row-major) into panels in place (tmp: M K floats);
+ * rows k0 .. k1 - 1 of B (K rows, n columns, zeros past n) into its panels
+ * P from src (row k at src + (k - k0) ld). */
+void gemm_pack_a(float *A, int M, int K, float *tmp);
+void gemm_pack_b(const float *src, size_t ld, int k0, int k1, int K, int n, float *P);
 
 /* winograd.c ------------------------------------------------------------ */
 

@@ -75,14 +75,17 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 }
 
 /* Scratch of one resnet: its padded conv input (norm1, then norm2), conv1's
- * output, the convolution scratch. */
+ * output, the convolution scratch (of conv1, conv_shortcut and conv2, one
+ * after the other). */
 static uint64_t resnet_work(const resnet_w *r, int H, int W, int threads)
 {
     uint64_t HW = (uint64_t)H * W;
     uint64_t cmax = (uint64_t)(r->cin > r->cout ? r->cin : r->cout);
-    return align_up(cmax * padded_plane(H, W)) + align_up((uint64_t)r->cout * HW) +
-           max_u64(conv3x3_scratch_floats(r->cin, r->cout, H, W, threads),
-                   conv3x3_scratch_floats(r->cout, r->cout, H, W, threads));
+    uint64_t conv = max_u64(conv3x3_scratch_floats(r->cin, r->cout, H, W, threads),
+                            conv3x3_scratch_floats(r->cout, r->cout, H, W, threads));
+    if (r->has_shortcut)
+        conv = max_u64(conv, conv1x1_scratch_floats(r->cin, r->cout, (size_t)HW, threads));
+    return align_up(cmax * padded_plane(H, W)) + align_up((uint64_t)r->cout * HW) + conv;
 }
 
 /* Scratch of a lone 3x3 convolution: padded input, convolution scratch. */
@@ -318,14 +321,10 @@ static void resnet(ddpm_unet_plan *p, const resnet_w *r, const float *xa, int Ca
 
     group_norm(&r->norm2, c->norm_num_groups, c->norm_eps, 1, h, r->cout, NULL, 0, H, W, xp, 1, T);
     pad_borders(xp, r->cout, H, W, p->circular, T);
-    if (r->has_shortcut) {
-        fill_bias(out, r->conv_shortcut.b, r->conv2.b, r->cout, HW, T);
-        conv1x1_accumulate(&r->conv_shortcut, 0, Ca, xa, HW, out, T);
-        if (Cb)
-            conv1x1_accumulate(&r->conv_shortcut, Ca, Cb, xb, HW, out, T);
-    } else {
+    if (r->has_shortcut)
+        conv1x1(&r->conv_shortcut, xa, Ca, xb, Cb, HW, out, r->conv2.b, scratch, T);
+    else
         fill_residual(out, xa, r->conv2.b, r->cout, HW, T);
-    }
     conv3x3(&r->conv2, xp, H, W, out, NULL, 1, scratch, T);
 }
 

@@ -199,13 +199,8 @@ int winograd_packed(int cout)
 void winograd_pack(float *U, int cout, int cin, float *tmp)
 {
     const size_t plane = (size_t)cout * cin, planes = winograd_floats(cin, cout) / plane;
-    for (size_t xi = 0; xi < planes; xi++) {
-        float *u = U + (size_t)xi * plane;
-        memcpy(tmp, u, plane * sizeof *u);
-        for (int o = 0; o < cout; o++)
-            for (int c = 0; c < cin; c++)
-                u[(size_t)(o / PANEL) * PANEL * cin + (size_t)c * PANEL + o % PANEL] = tmp[(size_t)o * cin + c];
-    }
+    for (size_t xi = 0; xi < planes; xi++)
+        gemm_pack_a(U + xi * plane, cout, cin, tmp);
 }
 
 /* The 1-D transforms, o = B^T d (input) and a = A^T e (output), applied

@@ -1,4 +1,5 @@
-/* test_conv.c: every scheme of the 3x3 convolution against a direct sum.
+/* test_conv.c: every scheme of the 3x3 and 1x1 convolutions against a
+ * direct sum.
  *
  *   test_engine_conv
  *
@@ -12,10 +13,24 @@
  * computed here in double, within 1e-5 of the largest |y|; and one and three
  * threads must give the same bits, with normal and tiny block sizes (which
  * cut the image into many bands, so that bands run in parallel, and take
- * Winograd F(4x4) from 16 pixels up instead of 128 x 128).  Run once as is
- * and once with DDPM_NO_PACKED=1 (meson.build), so that the packed AVX-512
- * kernels and the OpenBLAS path are both checked on a machine that has the
- * former.
+ * Winograd F(4x4) from 16 pixels up instead of 128 x 128).
+ *
+ * Likewise the 1x1 convolution (conv1x1, ResnetBlock2D's conv_shortcut)
+ * must give
+ *
+ *     y[o, p] = b[o] + e[o] + sum_c w[o, c] x[c, p]
+ *
+ * for channel counts on and off the packed kernel (cout % 16), pixel counts
+ * below, at and past a panel of 32 and with a partial last panel, the input
+ * in one piece or as a concat of two (split at an odd channel), whatever y
+ * held before (it starts as NaN), within 1e-5 of the largest |y|; one and
+ * three threads the same bits, and on the packed kernel normal and tiny
+ * blocks too (which cut the pixels into strips of 32).  Its scratch must be
+ * enough: the floats just past it must be left alone.
+ *
+ * Run once as is and once with DDPM_NO_PACKED=1 (meson.build), so that the
+ * packed AVX-512 kernels and the OpenBLAS path are both checked on a
+ * machine that has the former.
  */
 #include "ops.h"
 
@@ -166,6 +181,116 @@ static void check_shape(int cin, int cout, int H, int W, int circular)
     free(w), free(b), free(e), free(x), free(zero), free(y0), free(ref);
 }
 
+/* ------------------------------------------------------------------------ */
+/* 1x1 convolution                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define GUARD 65536                     /* floats past the scratch, watched */
+
+/* y = b + e + W x, x given as the concat of its first Ca planes and the
+ * other cin - Ca (Ca = cin: no concat), as unet.c's resnet calls it, onto
+ * a y of NaNs.  Counts a failure if the convolution wrote past its
+ * scratch. */
+static float *run_1x1(const conv2d_w *c, const float *x, size_t HW, int Ca, const float *e, int threads)
+{
+    const int cin = c->cin, cout = c->cout;
+    const size_t n = conv1x1_scratch_floats(cin, cout, HW, threads);
+    float *scratch = malloc((n + GUARD) * sizeof *scratch), *y = malloc((size_t)cout * HW * sizeof *y);
+    for (size_t i = n; i < n + GUARD; i++)
+        scratch[i] = -7.0f;
+    for (size_t i = 0; i < (size_t)cout * HW; i++)
+        y[i] = NAN;
+    conv1x1(c, x, Ca, x + (size_t)Ca * HW, cin - Ca, HW, y, e, scratch, threads);
+    for (size_t i = n; i < n + GUARD; i++)
+        if (scratch[i] != -7.0f) {
+            failures++;
+            printf("FAIL 1x1 cin %d cout %d HW %zu threads %d: wrote past its scratch of %zu floats\n", cin, cout,
+                   HW, threads, n);
+            break;
+        }
+    free(scratch);
+    return y;
+}
+
+static void check_1x1(int cin, int cout, size_t HW, int Ca)
+{
+    const size_t nw = (size_t)cin * cout, nx = (size_t)cin * HW, ny = (size_t)cout * HW;
+    float *w = malloc(nw * sizeof *w), *x = malloc(nx * sizeof *x);
+    float *b = malloc((size_t)cout * sizeof *b), *e = malloc((size_t)cout * sizeof *e);
+    double *ref = malloc(ny * sizeof *ref);
+    for (size_t i = 0; i < nw; i++)
+        w[i] = uniform() / sqrtf((float)cin);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = uniform();
+    for (int o = 0; o < cout; o++) {
+        b[o] = uniform();
+        e[o] = uniform();
+    }
+    double scale = 0.0;
+    for (int o = 0; o < cout; o++)
+        for (size_t p = 0; p < HW; p++) {
+            double s = (double)b[o] + (double)e[o];
+            for (int c = 0; c < cin; c++)
+                s += (double)w[(size_t)o * cin + c] * (double)x[(size_t)c * HW + p];
+            ref[(size_t)o * HW + p] = s;
+            scale = fmax(scale, fabs(s));
+        }
+
+    /* the weights as the loader leaves them (model.c) */
+    float *wl = malloc(nw * sizeof *wl), *tmp = malloc(nw * sizeof *tmp);
+    memcpy(wl, w, nw * sizeof *wl);
+    if (conv1x1_packed(cout))
+        conv1x1_pack(wl, cout, cin, tmp);
+    conv2d_w c = {.w = wl, .b = b, .cin = cin, .cout = cout, .k = 1};
+
+    float *first = NULL;                 /* one thread, normal blocks */
+    for (int tiny = 0; tiny < 2; tiny++) {
+        ops_use_tiny_blocks(tiny);
+        float *y1 = run_1x1(&c, x, HW, Ca, e, 1);
+        float *y3 = run_1x1(&c, x, HW, Ca, e, 3);
+        double err = 0.0;
+        for (size_t i = 0; i < ny; i++)
+            err = fmax(err, isnan(y1[i]) ? INFINITY : fabs(y1[i] - ref[i]));
+        int same = memcmp(y1, y3, ny * sizeof *y1) == 0;
+        int same_blocks = !first || !conv1x1_packed(cout) || memcmp(first, y1, ny * sizeof *y1) == 0;
+        if (err > 1e-5 * scale || !same || !same_blocks) {
+            failures++;
+            printf("FAIL 1x1 cin %d cout %d HW %zu concat %d + %d%s: error %.3g (scale %.3g), 1 vs 3 threads %s, "
+                   "normal vs tiny blocks %s\n", cin, cout, HW, Ca, cin - Ca, tiny ? " tiny blocks" : "", err,
+                   scale, same ? "same" : "DIFFER", same_blocks ? "same" : "DIFFER");
+        }
+        free(y3);
+        if (first)
+            free(y1);
+        else
+            first = y1;
+    }
+    ops_use_tiny_blocks(0);
+    free(first);
+    free(wl), free(tmp), free(w), free(x), free(b), free(e), free(ref);
+}
+
+/* Channels on the packed kernel (cout % 16; two panels a task, where the
+ * narrow kernel runs, from cout 128), and off it (cout 24, 8); pixels below
+ * a panel (narrow kernel), a panel, partial last panels, many strips. */
+static int check_1x1_shapes(void)
+{
+    static const int channels[][2] = {{16, 16}, {32, 64}, {64, 32}, {96, 48}, {48, 128}, {256, 128},
+                                      {128, 256}, {40, 24}, {16, 8}};
+    static const size_t pixels[] = {1, 7, 16, 31, 32, 33, 100, 1024, 4096};
+    int shapes = 0;
+    for (size_t ci = 0; ci < sizeof channels / sizeof *channels; ci++)
+        for (size_t pi = 0; pi < sizeof pixels / sizeof *pixels; pi++) {
+            const int cin = channels[ci][0], cout = channels[ci][1];
+            if ((double)cin * cout * pixels[pi] > 2e7)
+                continue;              /* the direct sum in double would take long (valgrind) */
+            check_1x1(cin, cout, pixels[pi], cin);
+            check_1x1(cin, cout, pixels[pi], cin / 2 + 3);  /* concat, split at an odd channel */
+            shapes += 2;
+        }
+    return shapes;
+}
+
 int main(void)
 {
     /* channels: Winograd F(4x4) with the packed kernel (cout % 16; narrow
@@ -186,7 +311,8 @@ int main(void)
                 check_shape(channels[ci][0], channels[ci][1], sizes[si][0], sizes[si][1], circular);
                 shapes++;
             }
-    printf("%d shapes, packed kernel %s: %s\n", shapes, winograd_packed(32) ? "on" : "off",
-           failures ? "FAILED" : "ok");
+    int shapes_1x1 = check_1x1_shapes();
+    printf("%d shapes 3x3, %d shapes 1x1, packed kernel %s: %s\n", shapes, shapes_1x1,
+           winograd_packed(32) ? "on" : "off", failures ? "FAILED" : "ok");
     return failures ? 1 : 0;
 }
