@@ -144,6 +144,10 @@ def main():
                     "sqrt(1 - abar) eps_theta) / sqrt(abar) magnifies the image mean of eps_theta's error by up to "
                     "150; in L_simple that mean is 1 of HW frequencies and was hardly learned (0 = off)")
     ap.add_argument("--ema", type=float, default=0.9995)
+    ap.add_argument("--reset-ema", action="store_true",
+                    help="on resuming, restart the EMA from the current weights: after a change of recipe, so that "
+                    "the EMA averages the new trajectory only (at step 20,000 the EMA of the old one was grainier "
+                    "than the weights themselves)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for the forward pass (weights, "
                     "optimiser and EMA stay float32); about 2x faster on CPUs with AMX/AVX512-BF16")
@@ -171,7 +175,7 @@ def main():
     ema = UNet2DModel(cfg)
     if state:
         model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
+        ema.load_state_dict(state["model"] if a.reset_ema else state["ema"])
     else:
         if init is not None:
             model.load_state_dict(init.state_dict())
@@ -220,6 +224,8 @@ def main():
     log_path = os.path.join(a.run, "log.tsv")
     if not os.path.exists(log_path):
         open(log_path, "w").write("step\thours\tloss\tswd_heldout\tswd_train\n")
+    if state and a.reset_ema:
+        print(f"EMA restarted from the weights of step {step}", flush=True)
     print(f"model {nparam / 1e6:.2f} M parameters, {len(data['train'])} training textures, "
           f"resuming at step {step}" if state else f"model {nparam / 1e6:.2f} M parameters, fresh run")
 
