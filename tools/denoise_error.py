@@ -1,8 +1,9 @@
-"""How well a model predicts the noise, by range of t, on real training crops.
+"""How well a model predicts the noise, by range of t, on real crops.
 
     tools/gimp3-env --python python3 tools/denoise_error.py MODEL_DIR [--data textures.pt] [--size 64]
+                                                                      [--split train|heldout] [--n 32]
 
-For each range of t: 32 crops noised by q(x_t | x_0), the model's eps_theta, and
+For each range of t: N crops noised by q(x_t | x_0), the model's eps_theta, and
   - the per-pixel mean square of eps_theta - eps (L_simple, what training minimises);
   - HW |image mean of (eps_theta - eps)|^2 per channel, averaged: the error of the image mean counted like a whole
     image of it.  1 means the image mean of eps is not predicted at all; where x_t is mostly noise it is nearly
@@ -28,12 +29,16 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--data", default="/var/cache/gimp-ddpm/work/data/textures.pt")
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--split", choices=["train", "heldout"], default="train",
+                    help="crops of the training textures or of the held-out ones (a lower error on training "
+                         "crops only than on held-out ones is memorisation)")
+    ap.add_argument("--n", type=int, default=32, help="crops per range of t")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_dir(a.model).eval()
     data = torch.load(a.data, weights_only=False)
-    x0 = Textures(data["train"], a.size, seed=7).batch(32)
+    x0 = Textures(data[a.split], a.size, seed=7).batch(a.n)
     ac = Schedule().alphas_cumprod.float()
     gen = torch.Generator().manual_seed(0)
     print(f"{'t':>10}  {'per-pixel mse':>13}  {'HW |mean err|^2':>15}  {'x0-hat mean rms':>15}")

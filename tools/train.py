@@ -230,7 +230,7 @@ def main():
     print(f"model {nparam / 1e6:.2f} M parameters, {len(data['train'])} training textures, "
           f"resuming at step {step}" if state else f"model {nparam / 1e6:.2f} M parameters, fresh run")
 
-    t_start = time.time()
+    t_start = t_prev = time.time()
     t_ckpt = time.time()
     loss_avg, rate_t, rate_s = None, time.time(), step
     while step < a.steps:
@@ -264,11 +264,15 @@ def main():
                 pe.lerp_(pm, 1 - decay)
         loss_avg = simple if loss_avg is None else 0.99 * loss_avg + 0.01 * simple
 
+        # Training time counts optimiser steps only: a step that took over a minute was the process being
+        # paused (kill -STOP while a benchmark or a measurement runs), and the evaluation below is not training.
         now = time.time()
+        elapsed += min(now - t_prev, 60.0)
+        t_prev = now
         if step % 50 == 0:
             rate = (step - rate_s) / (now - rate_t)
             eta_h = (a.steps - step) / max(rate, 1e-9) / 3600
-            hours = (elapsed + now - t_start) / 3600
+            hours = elapsed / 3600
             print(f"step {step}  L_simple {loss_avg:.4f}  {rate:.2f} steps/s  trained {hours:.2f} h  "
                   f"ETA {eta_h:.1f} h", flush=True)
             rate_t, rate_s = now, step
@@ -281,14 +285,14 @@ def main():
             print(f"step {step}  SWD {swd_val} vs held-out, {swd_train} vs training crops "
                   f"(EMA, 64 samples 64x64, 50 steps, posterior variance)", flush=True)
             swd_val = f"{swd_val}\t{swd_train}"
+            t_prev = time.time()
         if step % 50 == 0 or swd_val:
-            hours = (elapsed + time.time() - t_start) / 3600
+            hours = elapsed / 3600
             open(log_path, "a").write(f"{step}\t{hours:.3f}\t{loss_avg:.5f}\t{swd_val}\n")
         stop = a.hours and (time.time() - t_start) > a.hours * 3600
         if time.time() - t_ckpt > a.ckpt_minutes * 60 or step == a.steps or stop:
-            el = elapsed + time.time() - t_start
             save_atomic({"config": cfg, "model": model.state_dict(), "ema": ema.state_dict(),
-                         "opt": opt.state_dict(), "step": step, "elapsed": el,
+                         "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
                          "torch_rng": torch.get_rng_state(), "args": vars(a)}, ckpt_path)
             save_model_dir(ema, os.path.join(a.run, "ema"), scheduler={"variance_type": "fixed_large"})
             t_ckpt = time.time()
