@@ -4,13 +4,6 @@
 
 #include "ddpm.h"
 
-/* Reverse steps when --steps is not given. */
-/* Defaults chosen from the shipped model's measurements (weights/ddpm-texture/
- * MODEL_CARD.md): DDIM (eta 0) at 20 steps scores as well as the DDPM chain at
- * 50 and keeps a 512x512 texture at about 20 s on two cores. */
-#define CLI_DEFAULT_STEPS 20
-#define CLI_DEFAULT_SAMPLER DDPM_SAMPLER_DDIM
-
 /* Exit codes, one per kind of failure, so scripts can tell them apart. */
 enum {
     CLI_EXIT_OK = 0,

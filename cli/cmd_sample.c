@@ -18,7 +18,7 @@ static const cli_option shared_options[SH_COUNT] = {
     [SH_MODEL]    = { "model", "DIR", "model folder (default: the shipped model)", NULL },
     [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 20; refine: at most t)", NULL },
     [SH_SAMPLER]  = { "sampler", "NAME", "ddpm, ddim (default) or dpm-solver++ (see above)", NULL },
-    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic (default) .. 1 = ddpm's noise", NULL },
+    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic .. 1 = ddpm's noise (default 0.7)", NULL },
     [SH_VARIANCE] = { "variance", "beta|posterior",
                       "ddpm only: sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
     [SH_SEED]     = { "seed", "S", "noise seed, 0 .. 2^64-1 (default 0)", NULL },
@@ -68,7 +68,8 @@ typedef struct {
 static int read_shared_options(const cli_option *o, sample_run *run)
 {
     run->model_dir = o[SH_MODEL].value;
-    run->job.sampler = CLI_DEFAULT_SAMPLER;
+    run->job.sampler = DDPM_DEFAULT_SAMPLER;
+    run->job.eta = (float)DDPM_DEFAULT_ETA;   /* read by DDIM only */
     if (o[SH_STEPS].value && parse_int("steps", o[SH_STEPS].value, 1, 1000000, &run->job.steps) != 0)
         return CLI_EXIT_USAGE;
     if (o[SH_SAMPLER].value && parse_sampler("sampler", o[SH_SAMPLER].value, &run->job.sampler) != 0)
@@ -125,7 +126,7 @@ static int settle_steps(sample_run *run, int T, int refine)
 {
     int longest = refine ? run->job.timestep : T;
     if (run->job.steps == 0)
-        run->job.steps = longest < CLI_DEFAULT_STEPS ? longest : CLI_DEFAULT_STEPS;
+        run->job.steps = longest < DDPM_DEFAULT_STEPS ? longest : DDPM_DEFAULT_STEPS;
     if (run->job.steps > T) {
         cli_error("%s: --steps %d is more than T = %d, the model's timesteps", run->label, run->job.steps, T);
         return CLI_EXIT_USAGE;

@@ -49,7 +49,7 @@ add_common_arguments (GimpProcedure *procedure)
   gimp_procedure_add_int_argument (procedure, "steps", _("Ste_ps"),
       _("Number of denoising steps K, 1 to the model's T: the T training "
         "timesteps are respaced to K (more steps: slower, finer detail)"),
-      1, 100000, 20, G_PARAM_READWRITE);
+      1, 100000, DDPM_DEFAULT_STEPS, G_PARAM_READWRITE);
 
   gimp_procedure_add_choice_argument (procedure, "variance", _("_Variance"),
       _("Variance σ²_t of the noise added back at each reverse step "
@@ -95,12 +95,13 @@ add_common_arguments (GimpProcedure *procedure)
           "dpm-solver++", DDPM_SAMPLER_DPM_SOLVER_PP, _("DPM-Solver++(2M)"),
                           _("Lu et al. 2022, for few steps"),
           NULL),
-      "ddim", G_PARAM_READWRITE);
+      ddpm_sampler_name (DDPM_DEFAULT_SAMPLER), G_PARAM_READWRITE);
 
   gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
       _("DDIM only: the noise of each step, from 0 (deterministic) to 1 "
-        "(DDPM's posterior variance β̃_t)"),
-      0.0, 1.0, 0.0, G_PARAM_READWRITE);
+        "(DDPM's posterior variance β̃_t).  Some noise keeps the texture "
+        "from the coloured grain of a fully deterministic run"),
+      0.0, 1.0, DDPM_DEFAULT_ETA, G_PARAM_READWRITE);
 }
 
 static void

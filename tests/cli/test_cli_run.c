@@ -199,7 +199,8 @@ static void test_generate(void)
 }
 
 /* --sampler and --eta reach the job: the PNG is exactly ddpm_job_generate's
- * image with those settings, and differs from DDPM's (ddpm.png). */
+ * image with those settings (DDPM_DEFAULT_ETA without --eta), and differs from
+ * DDPM's (ddpm.png). */
 static void test_samplers(const ddpm_model *m)
 {
     struct {
@@ -209,6 +210,7 @@ static void test_samplers(const ddpm_model *m)
     } runs[] = {
         {"ddim", "0", DDPM_SAMPLER_DDIM, 0.0f},
         {"ddim", "0.5", DDPM_SAMPLER_DDIM, 0.5f},
+        {"ddim", NULL, DDPM_SAMPLER_DDIM, (float)DDPM_DEFAULT_ETA},   /* no --eta: the core's default */
         {"dpm-solver++", NULL, DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f},
     };
     ddpm_model_info mi;
