@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from unet_ref import UNet2DModel, save_model_dir, load_model_dir  # noqa: E402
+from unet_ref import Conv, UNet2DModel, save_model_dir, load_model_dir  # noqa: E402
 import texture_metrics  # noqa: E402
 
 DEFAULT_MODEL = {
@@ -98,6 +98,34 @@ class Textures:
     def batch(self, n):
         return torch.stack([self.one() for _ in range(n)]).contiguous()
 
+    def _periods(self, px, c):
+        """(ny, nx) repeats of a tile that make one c x c period within the scale jitter, nearly isotropic."""
+        h, w = px.shape[1:]
+        return [(ny, nx) for ny in (1, 2, 3, 4) for nx in (1, 2, 3, 4)
+                if 0.5 <= c / (ny * h) <= 1.25 and 0.5 <= c / (nx * w) <= 1.25
+                and abs(math.log(ny * h / (nx * w))) < 0.2]
+
+    def periodic(self, c):
+        """A c x c crop that is one whole period of a tileable source (the tile repeated ny x nx times, resampled),
+        so that with circular padding every pixel sees its true neighbours, as in a tileable run."""
+        if not hasattr(self, "tile_weights"):
+            ok = [bool(t and self._periods(px, c)) for px, t in self.items]
+            self.tile_weights = self.weights * torch.tensor(ok, dtype=self.weights.dtype)
+        idx = torch.multinomial(self.tile_weights, 1, generator=self.gen).item()
+        px = self.items[idx][0]
+        ny, nx = self.rng.choice(self._periods(px, c))
+        # Resample the middle of a 3 x 3 tiling: output pixels c apart then read source points exactly one
+        # period apart, so the crop stays periodic (resampling the period alone would clamp at its edges).
+        big = px.repeat(1, 3 * ny, 3 * nx)[None]
+        px = F.interpolate(big, size=(3 * c, 3 * c), mode="bilinear", antialias=True, align_corners=False)[0]
+        px = px[:, c:2 * c, c:2 * c].roll((self.rng.randrange(c), self.rng.randrange(c)), dims=(1, 2))
+        if self.rng.random() < 0.5:
+            px = px.flip(2)
+        return torch.rot90(px, self.rng.randrange(4), dims=(1, 2))
+
+    def periodic_batch(self, n, c):
+        return torch.stack([self.periodic(c) for _ in range(n)]).contiguous()
+
 
 @torch.no_grad()
 def sample(model, sched, n, size, steps, gen):
@@ -144,6 +172,11 @@ def main():
                     "sqrt(1 - abar) eps_theta) / sqrt(abar) magnifies the image mean of eps_theta's error by up to "
                     "150; in L_simple that mean is 1 of HW frequencies and was hardly learned (0 = off).  Tried at 0.05 "
                     "for 1,603 steps from step 20,000: the image-mean error at high t got worse (MODEL_CARD.md)")
+    ap.add_argument("--circular-fraction", type=float, default=0.0,
+                    help="share of steps trained with circular padding on periodic crops of tileable sources "
+                         "(--circular-batch crops of --circular-crop pixels), as tileable runs pad (default 0)")
+    ap.add_argument("--circular-crop", type=int, default=64)
+    ap.add_argument("--circular-batch", type=int, default=16)
     ap.add_argument("--ema", type=float, default=0.9995)
     ap.add_argument("--reset-ema", action="store_true",
                     help="on resuming, restart the EMA from the current weights: after a change of recipe, so that "
@@ -234,8 +267,10 @@ def main():
     t_ckpt = time.time()
     loss_avg, rate_t, rate_s = None, time.time(), step
     while step < a.steps:
-        x0 = textures.batch(a.batch)
-        t = torch.randint(0, sched.T, (a.batch,))
+        circular = a.circular_fraction > 0 and textures.rng.random() < a.circular_fraction
+        x0 = textures.periodic_batch(a.circular_batch, a.circular_crop) if circular else textures.batch(a.batch)
+        Conv.circular = circular
+        t = torch.randint(0, sched.T, (len(x0),))
         eps = torch.randn_like(x0)
         at = ac[t][:, None, None, None]
         xt = at.sqrt() * x0 + (1 - at).sqrt() * eps                      # q_sample, eq. (4)
@@ -255,6 +290,7 @@ def main():
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        Conv.circular = False
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1

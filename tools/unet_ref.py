@@ -66,9 +66,11 @@ def full_config(cfg):
 class Conv(nn.Conv2d):
     """Conv2d whose padding mode (zeros or circular) is chosen at run time.
 
-    Textures are generated seamless by padding every convolution circularly,
-    which a model trained with zero padding tolerates well.  The parameters are
-    those of nn.Conv2d, so names stay diffusers' (conv.weight, conv.bias)."""
+    Textures are generated seamless by padding every convolution circularly.
+    A model trained with zero padding only tolerates it with enough sampler
+    noise (MODEL_CARD.md, "Sampler settings"); train.py --circular-fraction
+    trains with it.  The parameters are those of nn.Conv2d, so names stay
+    diffusers' (conv.weight, conv.bias)."""
 
     circular = False
 
