@@ -30,8 +30,8 @@ def main():
     ap.add_argument("--data", default="/var/cache/gimp-ddpm/work/data/textures.pt")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--split", choices=["train", "heldout"], default="train",
-                    help="crops of the training textures or of the held-out ones (a lower error on training "
-                         "crops only than on held-out ones is memorisation)")
+                    help="crops of the training textures or of the held-out ones (an error much lower on training "
+                         "crops than on held-out ones means memorisation)")
     ap.add_argument("--n", type=int, default=32, help="crops per range of t")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()

@@ -224,7 +224,8 @@ def main():
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
                        "recipe": {k: v for k, v in state["args"].items()
-                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "dc_weight", "ema", "seed")}},
+                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "dc_weight", "circular_fraction",
+                                           "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
         print(f"exported EMA of step {state['step']} ({nparam / 1e6:.2f} M parameters) to {a.export}")
