@@ -163,11 +163,12 @@ def main():
             m, per = swd(real, fake)
             print(f"SWD vs {name} {m:.0f}  (levels: {', '.join(f'{p:.0f}' for p in per)})  on {len(fake)} tiles")
         q = lambda v: ", ".join(f"{t:.0f}" for t in np.percentile(v.numpy(), [10, 50, 90]))
-        print(f"pixel gradient (10/50/90th percentile, grey levels): generated {q(gradient(fake))}; "
-              f"held-out real {q(gradient(refs['held-out']))}")
+        g_fake, g_real = gradient(fake), gradient(refs["held-out"])
+        print(f"pixel gradient (10/50/90th percentile, grey levels): generated {q(g_fake)}; "
+              f"held-out real {q(g_real)}")
         # Speckle shows in some samples and not others, so a median hides it: count the grainy ones.
-        p95 = float(np.percentile(gradient(refs["held-out"]).numpy(), 95))
-        grainy = float((gradient(fake) > p95).float().mean()) * 100
+        p95 = float(np.percentile(g_real.numpy(), 95))
+        grainy = float((g_fake > p95).float().mean()) * 100
         print(f"grainier than 95 % of held-out crops (gradient > {p95:.0f}): {grainy:.0f} % of generated images")
         c = lambda x: " ".join(f"{v:.0f}" for v in ((x.mean(dim=(0, 2, 3)) + 1) * 127.5).tolist())
         print(f"mean RGB: generated {c(fake)}; held-out {c(refs['held-out'])}; training {c(refs['training'])}")
