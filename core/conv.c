@@ -5,7 +5,7 @@
  *
  *     y[o, i, j] = sum_{ky, kx, c} W[o, ky, kx, c] x[c, i + ky - 1, j + kx - 1]
  *
- * computed as GEMMs in one of three ways, all reading x from a padded
+ * computed as GEMMs in one of four ways, all reading x from a padded
  * buffer (ops.h):
  *
  *   Winograd F(2x2, 3x3) or F(4x4, 3x3) (layers of 16 channels or more in
@@ -13,6 +13,13 @@
  *     output pixel and channel pair; the weights are transformed once, at
  *     load (winograd.c).  On CPUs with AVX-512 these GEMMs run on the
  *     project's own packed kernels (gemm.c), elsewhere on OpenBLAS.
+ *
+ *   direct (the widest Winograd layers, cin cout >= 256 x 256, on images
+ *     of 64 pixels or fewer, with the packed kernels): the column matrix
+ *     of the whole image, then one GEMM with K = 9 cin on weights kept for
+ *     it at load.  There Winograd's GEMMs have a handful of columns each
+ *     and its 16 floats of U per channel pair stream in from memory for
+ *     little work; the direct GEMM reads 9.
  *
  *   shifted GEMMs (other wide layers): the nine taps are nine GEMMs
  *     Y += W_tap (cout x cin) . X_shifted (cin x pixels), where X_shifted is
@@ -24,8 +31,8 @@
  *     much): the column matrix col[(ky, kx, c), pixel] is gathered a strip of
  *     rows at a time and one GEMM with K = 9 cin does the rest.
  *
- * The last two, and the stride-2 convolutions, call OpenBLAS's SGEMM
- * (gemm.c); the Winograd scheme is in winograd.c.  The 1x1 convolutions
+ * The last two call OpenBLAS's SGEMM (gemm.c); the Winograd scheme is in
+ * winograd.c.  The stride-2 convolutions (im2col) and the 1x1 convolutions
  * (at the end) are one GEMM each, on the packed kernels where the CPU has
  * them, else on OpenBLAS.
  */
@@ -186,8 +193,17 @@ static int im2col_rows(size_t K, int H, int W)
     return r < (size_t)H ? (int)r : H;
 }
 
+/* The direct scheme's column matrix, in the kernel's panels of BLOCK_N
+ * pixels, then cout x H W sums (for accumulate) and cout biases. */
+static size_t direct_scratch_floats(int cin, int cout, int H, int W)
+{
+    return (size_t)9 * cin * round_up((size_t)H * W, BLOCK_N) + (size_t)cout * H * W + (size_t)cout;
+}
+
 size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads)
 {
+    if (conv3x3_uses_direct(cin, cout, H, W))
+        return direct_scratch_floats(cin, cout, H, W);
     if (conv3x3_uses_winograd(cin, cout))
         return winograd_scratch_floats(cin, cout, H, W, threads);
     if (use_shift(cin, W)) {
@@ -291,12 +307,82 @@ static void conv3x3_im2col(const conv2d_w *c, const float *xp, int H, int W, flo
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Direct GEMM on the packed kernel (small images of the widest layers)       */
+/* ------------------------------------------------------------------------ */
+
+/* Shared by the direct scheme's tasks. */
+typedef struct {
+    const conv2d_w *c;
+    const float *xp, *extra;
+    float *y, *col, *sums, *bias;
+    int H, W, accumulate;
+} direct_args;
+
+/* Rows (t, ch) of the column matrix for input channel ch, t = 3 ky + kx:
+ * col[(t, ch), i W + j] = xp[ch, i + ky, j + kx], into the kernel's panels
+ * of BLOCK_N pixels, the last one's unused columns zero. */
+static void direct_im2col_task(void *ctx, int ch, int slot)
+{
+    const direct_args *a = ctx;
+    const int cin = a->c->cin, H = a->H, W = a->W, Wp = padded_stride(W);
+    const size_t K = (size_t)9 * cin, panels = round_up((size_t)H * W, BLOCK_N) / BLOCK_N;
+    const float *x = a->xp + (size_t)ch * padded_plane(H, W);
+    (void)slot;
+    for (int t = 0; t < 9; t++) {
+        const float *src = x + (size_t)(t / 3) * Wp + t % 3;
+        float *dst = a->col + ((size_t)t * cin + (size_t)ch) * BLOCK_N;       /* row k = (t, ch) */
+        size_t p = 0;
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++, p++)
+                dst[p / BLOCK_N * K * BLOCK_N + p % BLOCK_N] = src[(size_t)i * Wp + j];
+        for (; p < panels * BLOCK_N; p++)
+            dst[p / BLOCK_N * K * BLOCK_N + p % BLOCK_N] = 0.0f;
+    }
+}
+
+/* Output channels o0 .. o0 + 63 (or fewer): y = A col + bias + extra, or
+ * y += A col through `sums`. */
+#define DIRECT_ROWS (4 * PANEL)
+
+static void direct_gemm_task(void *ctx, int task, int slot)
+{
+    const direct_args *a = ctx;
+    const conv2d_w *c = a->c;
+    const int n = a->H * a->W, o0 = task * DIRECT_ROWS, o1 = o0 + DIRECT_ROWS < c->cout ? o0 + DIRECT_ROWS : c->cout;
+    const float *A = conv3x3_direct_weights(c);
+    (void)slot;
+    if (!a->accumulate) {
+        for (int o = o0; o < o1; o++)
+            a->bias[o] = c->b[o] + (a->extra ? a->extra[o] : 0.0f);
+        gemm_packed_bias(o0, o1, 9 * c->cin, A, a->col, a->bias, a->y, (size_t)n, n);
+        return;
+    }
+    gemm_packed(o0, o1, 9 * c->cin, A, a->col, a->sums, n);
+    for (size_t i = (size_t)o0 * n; i < (size_t)o1 * n; i++)
+        a->y[i] += a->sums[i];
+}
+
+static void conv3x3_direct(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
+                           int accumulate, float *scratch, int threads)
+{
+    direct_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .col = scratch, .H = H, .W = W,
+                     .accumulate = accumulate};
+    a.sums = scratch + (size_t)9 * c->cin * round_up((size_t)H * W, BLOCK_N);
+    a.bias = a.sums + (size_t)c->cout * H * W;
+    parallel_for(team_for((size_t)9 * c->cin * H * W, threads), c->cin, direct_im2col_task, &a);
+    parallel_for(threads, (c->cout + DIRECT_ROWS - 1) / DIRECT_ROWS, direct_gemm_task, &a);
+}
+
 void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
              float *scratch, int threads)
 {
     double t0 = profile_start();
     const char *scheme;
-    if (c->u) {
+    if (c->u && conv3x3_uses_direct(c->cin, c->cout, H, W)) {
+        scheme = "conv3x3 direct";
+        conv3x3_direct(c, xp, H, W, y, extra, accumulate, scratch, threads);
+    } else if (c->u) {
         scheme = wino_tile(c->cin, c->cout, H, W) == 4 ? "conv3x3 wino F4" : "conv3x3 wino F2";
         conv3x3_winograd(c, xp, H, W, y, extra, accumulate, scratch, threads);
     } else if (use_shift(c->cin, W)) {
@@ -353,24 +439,99 @@ static void down_im2col_task(void *ctx, int k, int slot)
     }
 }
 
+/* The packed kernel's version: col[(t, c), p] for the pixels p = (i - r0)
+ * Wo + j of a strip, in panels of BLOCK_N pixels (the last one's unused
+ * columns zero), rows (t, c) for input channel c, t = 3 ky + kx. */
+static void down_pack_task(void *ctx, int ch, int slot)
+{
+    const im2col_args *a = ctx;
+    const int H = a->H, W = a->W, Wo = W / 2, pad = a->pad_lt, n = a->rows * Wo;
+    const size_t K = (size_t)9 * a->cin, panels = round_up((size_t)n, BLOCK_N) / BLOCK_N;
+    const float *xc = a->x + (size_t)ch * H * W;
+    (void)slot;
+    for (int t = 0; t < 9; t++) {
+        const int ky = t / 3, kx = t % 3;
+        float *dst = a->col + ((size_t)t * a->cin + (size_t)ch) * BLOCK_N;        /* row k = (t, ch) */
+        size_t p = 0;
+        for (int i = a->r0; i < a->r0 + a->rows; i++, p += Wo) {
+            const int sy = wrap(2 * i + ky - pad, H, a->circular);
+            const float *src = xc + (size_t)(sy < 0 ? 0 : sy) * W;
+            for (int j = 0; j < Wo; j++) {
+                /* only the first and last output column can read outside the image */
+                int sx = 2 * j + kx - pad;
+                if (j == 0 || j == Wo - 1)
+                    sx = wrap(sx, W, a->circular);
+                const size_t q = p + (size_t)j;
+                dst[q / BLOCK_N * K * BLOCK_N + q % BLOCK_N] = sy < 0 || sx < 0 ? 0.0f : src[sx];
+            }
+        }
+        for (; p < panels * BLOCK_N; p++)
+            dst[p / BLOCK_N * K * BLOCK_N + p % BLOCK_N] = 0.0f;
+    }
+}
+
+int conv_down_packed(int cout)
+{
+    return use_packed_kernel() && cout % PANEL == 0;
+}
+
+void conv_down_pack(float *w, int cout, int cin, float *tmp)
+{
+    gemm_pack_a(w, cout, 9 * cin, tmp);
+}
+
 size_t conv_down_scratch_floats(int cin, int H, int W)
 {
     int Ho = H / 2, Wo = W / 2;
     size_t K = (size_t)9 * cin;
-    return K * (size_t)im2col_rows(K, Ho, Wo) * (size_t)Wo;
+    return K * round_up((size_t)im2col_rows(K, Ho, Wo) * (size_t)Wo, BLOCK_N);
 }
 
-void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
-                          float *col, int threads)
+/* A strip's GEMM on the packed kernel, shared as blocks of DOWN_COLUMNS
+ * pixels by a group of output channels: y = W col + bias. */
+#define DOWN_COLUMNS (4 * BLOCK_N)
+#define DOWN_ROWS (4 * PANEL)
+
+typedef struct {
+    const conv2d_w *c;
+    const float *col;
+    float *y;
+    size_t ldc;
+    int n, row_groups;
+} down_gemm_args;
+
+static void down_gemm_task(void *ctx, int task, int slot)
+{
+    const down_gemm_args *a = ctx;
+    const int cout = a->c->cout, K = 9 * a->c->cin;
+    const int i0 = task % a->row_groups * DOWN_ROWS, i1 = i0 + DOWN_ROWS < cout ? i0 + DOWN_ROWS : cout;
+    const int j0 = task / a->row_groups * DOWN_COLUMNS, w = a->n - j0 < DOWN_COLUMNS ? a->n - j0 : DOWN_COLUMNS;
+    (void)slot;
+    gemm_packed_bias(i0, i1, K, a->c->w, a->col + (size_t)j0 * K, a->c->b, a->y + j0, a->ldc, w);
+}
+
+/* y = conv(x) + bias, Downsample2D's stride-2 convolution, one strip of
+ * output rows at a time: the column matrix, then one GEMM. */
+void conv_down(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y, float *col,
+               int threads)
 {
     const int cin = c->cin, cout = c->cout, K = 9 * cin;
     const int Ho = H / 2, Wo = W / 2;          /* (H + pad_lt + 1 - 3) / 2 + 1 for even H */
-    const int R = im2col_rows((size_t)K, Ho, Wo);
+    const int R = im2col_rows((size_t)K, Ho, Wo), packed = conv_down_packed(cout);
     double t0 = profile_start();
+    if (!packed)
+        fill_bias(y, c->b, NULL, cout, (size_t)Ho * Wo, threads);
     for (int r0 = 0; r0 < Ho; r0 += R) {
         int rows = Ho - r0 < R ? Ho - r0 : R;
         size_t n = (size_t)rows * Wo;
         im2col_args a = {x, col, cin, H, W, r0, rows, pad_lt, circular};
+        if (packed) {
+            parallel_for(team_for((size_t)K * n, threads), cin, down_pack_task, &a);
+            down_gemm_args g = {c, col, y + (size_t)r0 * Wo, (size_t)Ho * Wo, (int)n,
+                                (cout + DOWN_ROWS - 1) / DOWN_ROWS};
+            parallel_for(threads, g.row_groups * (int)((n + DOWN_COLUMNS - 1) / DOWN_COLUMNS), down_gemm_task, &g);
+            continue;
+        }
         parallel_for(team_for((size_t)K * n, threads), K, down_im2col_task, &a);
         gemm(0, 0, cout, (int)n, K, 1.0f, c->w, K, col, (int)n, 1.0f, y + (size_t)r0 * Wo, Ho * Wo, threads);
     }

@@ -10,7 +10,8 @@
  * tensor is converted once to float32 into the model's arena and the file is
  * unmapped.  3x3 convolution weights are then prepared for the convolutions
  * (winograd.c, conv.c): Winograd's transformed U for the wide layers (kept
- * instead of the weights), a repacked layout for the others.
+ * instead of the weights; the widest keep them too, for small images), a
+ * repacked layout for the others.
  */
 #include "model_internal.h"
 #include "ops.h"
@@ -764,9 +765,18 @@ static int list_shortcuts(ddpm_model *m, conv2d_w **out)
     return n;
 }
 
+/* Whether c is a down block's Downsample2D convolution (stride 2). */
+static int is_stride2(const ddpm_model *m, const conv2d_w *c)
+{
+    for (int i = 0; i < m->cfg.levels; i++)
+        if (m->down[i].has_resample && c == &m->down[i].resample)
+            return 1;
+    return 0;
+}
+
 /* PyTorch's [cout][cin][3][3] -> [cout][3][3][cin] for the 3x3
- * convolutions not kept as Winograd U, and the 1x1 convolutions into the
- * packed kernel's panels where it runs (see ops.h). */
+ * convolutions not kept as Winograd U, then the stride-2 ones and the 1x1
+ * convolutions into the packed kernel's panels where it runs (see ops.h). */
 static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
 {
     /* conv_in, conv_out; per block up to 65 resnets (conv1, conv2,
@@ -776,9 +786,12 @@ static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
     if (!convs)
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
     int n = list_convs(m, convs), n1 = list_shortcuts(m, convs + n);
-    size_t tmp_floats = 1;               /* 9 cin for a 3x3, cout cin for a 1x1 */
+    size_t tmp_floats = 1;
     for (int i = 0; i < n + n1; i++) {
-        size_t need = (size_t)convs[i]->cin * (i < n ? 9 : (size_t)convs[i]->cout);
+        const size_t cin = (size_t)convs[i]->cin, cout = (size_t)convs[i]->cout;
+        size_t need = cin * cout;                         /* a 1x1 */
+        if (i < n)                                        /* a 3x3: stride 2 packs all of it, stride 1 a row */
+            need = is_stride2(m, convs[i]) ? 9 * cin * cout : 9 * cin;
         tmp_floats = need > tmp_floats ? need : tmp_floats;
     }
     float *tmp = malloc(tmp_floats * sizeof *tmp);
@@ -786,9 +799,12 @@ static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
         free(convs);
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!convs[i]->u)
             conv3x3_repack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);
+        if (is_stride2(m, convs[i]) && conv_down_packed(convs[i]->cout))
+            conv_down_pack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);
+    }
     for (int i = n; i < n + n1; i++)
         if (conv1x1_packed(convs[i]->cout))
             conv1x1_pack((float *)convs[i]->w, convs[i]->cout, convs[i]->cin, tmp);

@@ -28,13 +28,17 @@
 /* 3x3 stride-1 convolution weights are prepared once, at load:
  *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, (m + 2)^2
  *     matrices [(m + 2)^2][cout][cin] for F(2x2) and, if not too wide, F(4x4)
- *     as well (winograd.c), into conv2d_w.u (conv2d_w.w is then unused);
+ *     as well (winograd.c), into conv2d_w.u (conv2d_w.w is then unused),
+ *     followed for the widest layers by the weights in the direct GEMM's
+ *     panels (conv3x3_uses_direct, below);
  *   - the others: repacked from PyTorch's [cout][cin][3][3] to
  *     [cout][3][3][cin] in place (tmp: 9 cin floats), which the shifted-GEMM
  *     and im2col schemes read directly.  Stride-2 convolutions are repacked
  *     too. */
 int conv3x3_uses_winograd(int cin, int cout);
-size_t winograd_floats(int cin, int cout);         /* of U: F(2x2)'s, then F(4x4)'s if it has one */
+/* floats of U: F(2x2)'s, then F(4x4)'s if it has one, then the direct
+ * form's if it has one (conv3x3_uses_direct) */
+size_t winograd_floats(int cin, int cout);
 void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp);   /* tmp: 36 cin floats */
 
 /* On CPUs with AVX-512 the Winograd GEMMs run on the project's own kernel,
@@ -45,6 +49,13 @@ void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp); 
  * every GEMM), so that tests can check both paths on one machine. */
 int winograd_packed(int cout);
 void winograd_pack(float *U, int cout, int cin, float *tmp);
+
+/* The widest Winograd layers (cin cout >= 256 x 256, on the packed kernel)
+ * keep their weights a second time, as they are (winograd_weights writes
+ * them after the U's, already in the kernel's panels), and run images of
+ * 64 pixels or fewer as one direct GEMM (conv.c) instead of Winograd. */
+int conv3x3_uses_direct(int cin, int cout, int H, int W);
+const float *conv3x3_direct_weights(const conv2d_w *c);
 void conv3x3_repack(float *w, int cout, int cin, float *tmp);
 
 /* Layout of a padded buffer: row stride, plane size, pixel (0, 0). */
@@ -65,12 +76,17 @@ size_t conv3x3_scratch_floats(int cin, int cout, int H, int W, int threads);
 void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
              float *scratch, int threads);
 
-/* Downsample2D's 3x3 stride-2 convolution, y += conv(x), x compact H x W.
- * Padding top/left `pad_lt`, bottom/right 1 (downsample_padding 1: 1, 1;
- * 0: TF's 'SAME', 0, 1), zero or circular. */
+/* Downsample2D's 3x3 stride-2 convolution, y = conv(x) + bias, x compact
+ * H x W.  Padding top/left `pad_lt`, bottom/right 1 (downsample_padding 1:
+ * 1, 1; 0: TF's 'SAME', 0, 1), zero or circular.  Its weights, repacked to
+ * [cout][3][3][cin] at load, are then packed into the kernel's panels
+ * where it runs (conv_down_packed(cout), same conditions as
+ * winograd_packed; tmp: 9 cout cin floats). */
+int conv_down_packed(int cout);
+void conv_down_pack(float *w, int cout, int cin, float *tmp);
 size_t conv_down_scratch_floats(int cin, int H, int W);
-void conv_down_accumulate(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y,
-                          float *scratch, int threads);
+void conv_down(const conv2d_w *c, const float *x, int H, int W, int pad_lt, int circular, float *y, float *scratch,
+               int threads);
 
 /* 1x1 convolution weights [cout][cin] are prepared at load too: on CPUs
  * with the packed kernel (conv1x1_packed(cout), same conditions as

@@ -372,8 +372,7 @@ static void forward_one(ddpm_unet_plan *p, const float *x, float t, float *eps)
         if (b->has_resample) {
             /* Downsample2D: pad 1 all round, or right/bottom only (spec 3.5) */
             float *dst = p->skip[sp++];
-            fill_bias(dst, b->resample.b, NULL, b->resample.cout, (size_t)(hh / 2) * (ww / 2), T);
-            conv_down_accumulate(&b->resample, h, hh, ww, c->downsample_padding, p->circular, dst, p->work, T);
+            conv_down(&b->resample, h, hh, ww, c->downsample_padding, p->circular, dst, p->work, T);
             h = dst;
         }
     }

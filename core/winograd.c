@@ -45,6 +45,33 @@ static int winograd_has_f4(int cin, int cout)
     return (size_t)cin * cout <= WINO_F4_MAX_PAIRS;
 }
 
+/* The widest layers also keep their weights as they are (repacked into
+ * the kernel's panels), after the U's, for small images: there each of
+ * the GEMMs has a handful of tiles, U (4 MB and more, larger than the L2
+ * cache) streams in from memory for little work, and one direct GEMM with
+ * K = 9 cin reads 9 floats per channel pair instead of 16 (conv.c's direct
+ * scheme).  Measured on the cifar10 U-Net at 32 x 32: the 4 x 4 and 8 x 8
+ * layers ran at 60 and 150 GFLOP/s as Winograd. */
+#define WINO_DIRECT_MIN_PAIRS (256 * 256)       /* cin cout */
+#define WINO_DIRECT_MAX_PIXELS 64
+
+static int winograd_has_direct(int cin, int cout)
+{
+    return winograd_packed(cout) && (size_t)cin * cout >= WINO_DIRECT_MIN_PAIRS;
+}
+
+int conv3x3_uses_direct(int cin, int cout, int H, int W)
+{
+    return conv3x3_uses_winograd(cin, cout) && winograd_has_direct(cin, cout) &&
+           (size_t)H * W <= WINO_DIRECT_MAX_PIXELS;
+}
+
+/* Floats of the U's alone. */
+static size_t winograd_u_floats(int cin, int cout)
+{
+    return (size_t)(16 + (winograd_has_f4(cin, cout) ? 36 : 0)) * cin * cout;
+}
+
 int wino_tile(int cin, int cout, int H, int W)
 {
     return winograd_has_f4(cin, cout) && (size_t)H * W >= blocks->wino_f4_pixels ? 4 : 2;
@@ -52,7 +79,12 @@ int wino_tile(int cin, int cout, int H, int W)
 
 size_t winograd_floats(int cin, int cout)
 {
-    return (size_t)(16 + (winograd_has_f4(cin, cout) ? 36 : 0)) * cin * cout;
+    return winograd_u_floats(cin, cout) + (winograd_has_direct(cin, cout) ? (size_t)9 * cin * cout : 0);
+}
+
+const float *conv3x3_direct_weights(const conv2d_w *c)
+{
+    return c->u + winograd_u_floats(c->cin, c->cout);
 }
 
 /* The U of tile size m. */
@@ -182,11 +214,26 @@ static void winograd_u(const float *w, int cout, int cin, int m, float *U, float
     }
 }
 
+/* The direct form: A[o][(t, c)] = w[o][c][t] for tap t = 3 ky + kx, the
+ * K = 9 cin columns in the order of conv.c's column matrix, written
+ * straight into the kernel's panels (ops_internal.h). */
+static void direct_weights(const float *w, int cout, int cin, float *A)
+{
+    const size_t K = (size_t)9 * cin;
+    for (int o = 0; o < cout; o++)
+        for (int c = 0; c < cin; c++)
+            for (int t = 0; t < 9; t++)
+                A[(size_t)(o / PANEL) * PANEL * K + ((size_t)t * cin + c) * PANEL + o % PANEL] =
+                    w[((size_t)o * cin + c) * 9 + t];
+}
+
 void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
 {
     winograd_u(w, cout, cin, 2, U, tmp);
     if (winograd_has_f4(cin, cout))
         winograd_u(w, cout, cin, 4, U + (size_t)16 * cout * cin, tmp);
+    if (winograd_has_direct(cin, cout))
+        direct_weights(w, cout, cin, U + winograd_u_floats(cin, cout));
 }
 
 /* Whether a layer's U is packed for gemm.c's kernel, and the packing: in
@@ -198,7 +245,7 @@ int winograd_packed(int cout)
 
 void winograd_pack(float *U, int cout, int cin, float *tmp)
 {
-    const size_t plane = (size_t)cout * cin, planes = winograd_floats(cin, cout) / plane;
+    const size_t plane = (size_t)cout * cin, planes = winograd_u_floats(cin, cout) / plane;
     for (size_t xi = 0; xi < planes; xi++)
         gemm_pack_a(U + xi * plane, cout, cin, tmp);
 }
@@ -470,11 +517,16 @@ static void wino_gemm_output_task(void *ctx, int task, int slot)
 
 /* The steps after the input transform, shared by the team: fused when
  * there are output channels enough for everyone, else by xi, then by
- * output channel. */
+ * output channel.  Fused, every group of rows reads all of the band's V
+ * again: when V is far larger than the cache (a band that had to be wide
+ * because U is large, as in the cifar10 U-Net's 384 -> 128 layer at 32 x
+ * 32: 3.3 ms fused, 2.9 ms by xi), the GEMMs go by xi, which read it once. */
 static void wino_gemm_output(wino_args *a, int threads)
 {
     const int cout = a->c->cout, rows = wino_rows_per_task(cout), xis = (a->m + 2) * (a->m + 2);
-    if (winograd_packed(cout) && (threads == 1 || cout / rows >= 2 * threads)) {
+    const size_t v_floats = (size_t)xis * wino_v_stride(a->c->cin, (size_t)a->nr * a->tw);
+    if (winograd_packed(cout) && (threads == 1 || cout / rows >= 2 * threads) &&
+        v_floats <= 4 * blocks->wino_budget) {
         parallel_for(threads, (cout + rows - 1) / rows, wino_gemm_output_task, a);
         return;
     }

@@ -297,9 +297,10 @@ int main(void)
      * when cout % 32 and few tiles), F(4x4) on OpenBLAS (cout 24), F(2x2)
      * for the widest layers (cin cout > 256 x 128; packed, with and without
      * the narrow kernel), shifted GEMMs and im2col (cin or cout < 16,
-     * conv_in/conv_out-like) */
+     * conv_in/conv_out-like), and the direct GEMM of the widest layers on
+     * small images (cin cout >= 256 x 256; F(2x2) from 65 pixels) */
     static const int channels[][2] = {{16, 16}, {32, 32}, {48, 64}, {64, 32}, {16, 24}, {192, 192},
-                                      {176, 208}, {8, 16}, {3, 16}, {32, 3}};
+                                      {176, 208}, {8, 16}, {3, 16}, {32, 3}, {264, 256}};
     static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 5}, {4, 4}, {8, 8}, {7, 12}, {16, 16}, {33, 20}, {64, 64},
                                    {128, 128}};
     int shapes = 0;
