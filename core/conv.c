@@ -5,8 +5,8 @@
  *
  *     y[o, i, j] = sum_{ky, kx, c} W[o, ky, kx, c] x[c, i + ky - 1, j + kx - 1]
  *
- * computed as GEMMs in one of four ways, all reading x from a padded
- * buffer (ops.h):
+ * computed in one of five ways, all reading x from a padded buffer
+ * (ops.h):
  *
  *   Winograd F(2x2, 3x3) or F(4x4, 3x3) (layers of 16 channels or more in
  *     and out): (m+2)^2 GEMMs with 4 or 2.25 instead of 9 multiplies per
@@ -20,6 +20,11 @@
  *     it at load.  There Winograd's GEMMs have a handful of columns each
  *     and its 16 floats of U per channel pair stream in from memory for
  *     little work; the direct GEMM reads 9.
+ *
+ *   rows (narrower Winograd layers on images of 16 x 16 or less, with the
+ *     packed kernels): no GEMM and no transform, a kernel (gemm.c) that
+ *     makes 16 output channels by 16 pixels of a row at a time from the
+ *     padded input and the same weights as the direct scheme.
  *
  *   shifted GEMMs (other wide layers): the nine taps are nine GEMMs
  *     Y += W_tap (cout x cin) . X_shifted (cin x pixels), where X_shifted is
@@ -319,8 +324,8 @@ typedef struct {
     int H, W, accumulate;
 } direct_args;
 
-/* Rows (t, ch) of the column matrix for input channel ch, t = 3 ky + kx:
- * col[(t, ch), i W + j] = xp[ch, i + ky, j + kx], into the kernel's panels
+/* Rows (ch, t) of the column matrix for input channel ch, t = 3 ky + kx:
+ * col[(ch, t), i W + j] = xp[ch, i + ky, j + kx], into the kernel's panels
  * of BLOCK_N pixels, the last one's unused columns zero. */
 static void direct_im2col_task(void *ctx, int ch, int slot)
 {
@@ -331,7 +336,7 @@ static void direct_im2col_task(void *ctx, int ch, int slot)
     (void)slot;
     for (int t = 0; t < 9; t++) {
         const float *src = x + (size_t)(t / 3) * Wp + t % 3;
-        float *dst = a->col + ((size_t)t * cin + (size_t)ch) * BLOCK_N;       /* row k = (t, ch) */
+        float *dst = a->col + ((size_t)ch * 9 + (size_t)t) * BLOCK_N;         /* row k = (ch, t) */
         size_t p = 0;
         for (int i = 0; i < H; i++)
             for (int j = 0; j < W; j++, p++)
@@ -374,12 +379,55 @@ static void conv3x3_direct(const conv2d_w *c, const float *xp, int H, int W, flo
     parallel_for(threads, (c->cout + DIRECT_ROWS - 1) / DIRECT_ROWS, direct_gemm_task, &a);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Direct rows on the packed kernel                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Shared by the row scheme's tasks: a task is a panel of 16 output
+ * channels by a group of ROW_GROUP image rows. */
+#define ROW_GROUP 4
+
+typedef struct {
+    const conv2d_w *c;
+    const float *xp, *extra;
+    float *y;
+    int H, W, accumulate, row_groups;
+} rows_args;
+
+static void rows_task(void *ctx, int task, int slot)
+{
+    const rows_args *a = ctx;
+    const conv2d_w *c = a->c;
+    const int H = a->H, W = a->W, Wp = padded_stride(W), o0 = task / a->row_groups * PANEL;
+    const int i0 = task % a->row_groups * ROW_GROUP, i1 = i0 + ROW_GROUP < H ? i0 + ROW_GROUP : H;
+    const float *A = conv3x3_direct_weights(c) + (size_t)o0 * 9 * c->cin;
+    float bias[PANEL];
+    (void)slot;
+    for (int q = 0; q < PANEL; q++)
+        bias[q] = c->b[o0 + q] + (a->extra ? a->extra[o0 + q] : 0.0f);
+    for (int i = i0; i < i1; i++)
+        for (int j = 0; j < W; j += 16)
+            conv_row(c->cin, A, a->xp + (size_t)i * Wp + j, padded_plane(H, W), Wp, a->accumulate ? NULL : bias,
+                     a->y + (size_t)o0 * H * W + (size_t)i * W + j, (size_t)H * W, W - j < 16 ? W - j : 16);
+}
+
+static void conv3x3_rows(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra,
+                         int accumulate, int threads)
+{
+    rows_args a = {.c = c, .xp = xp, .extra = extra, .y = y, .H = H, .W = W, .accumulate = accumulate,
+                   .row_groups = (H + ROW_GROUP - 1) / ROW_GROUP};
+    parallel_for(threads, c->cout / PANEL * a.row_groups, rows_task, &a);
+}
+
 void conv3x3(const conv2d_w *c, const float *xp, int H, int W, float *y, const float *extra, int accumulate,
              float *scratch, int threads)
 {
     double t0 = profile_start();
     const char *scheme;
-    if (c->u && conv3x3_uses_direct(c->cin, c->cout, H, W)) {
+    if (c->u && conv3x3_uses_rows(c->cin, c->cout, H, W)) {
+        scheme = "conv3x3 rows";
+        conv3x3_rows(c, xp, H, W, y, extra, accumulate, threads);
+    } else if (c->u && conv3x3_uses_direct(c->cin, c->cout, H, W)) {
         scheme = "conv3x3 direct";
         conv3x3_direct(c, xp, H, W, y, extra, accumulate, scratch, threads);
     } else if (c->u) {

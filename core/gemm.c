@@ -209,6 +209,43 @@ __attribute__((target("avx512f"))) static void kernel_narrow_16x16(int K, const 
     kernel_narrow(1, 16, K, a, b, c, ldc, w, bias);
 }
 
+/* One row segment of a 3x3 convolution, straight from the padded input:
+ *
+ *   y[q][j] (+)= sum_{c, ky, kx} A[(c, ky, kx)][q] x[c][ky][j + kx]
+ *
+ * for the 16 output channels q of one panel of the direct weights A
+ * (K = 9 cin, k = 9 c + 3 ky + kx) and the pixels j < w <= 16 of the
+ * segment: x is the padded input at the segment's top-left neighbour
+ * (planes `plane` floats apart, rows Wp apart), y the output at its first
+ * pixel (channels ldy apart).  A vector holds 16 neighbouring pixels of
+ * one output channel, so y is stored as it lies; each step loads one
+ * vector of input and broadcasts the 16 weights.  Then + bias[q], or +
+ * y[q] when accumulating (bias NULL).  (A variant making two rows with
+ * each broadcast weight, 10 loads per 16 FMAs instead of 17, ran slower.) */
+__attribute__((target("avx512f"))) static void kernel_conv_row(int cin, const float *A, const float *x,
+                                                                size_t plane, int Wp, const float *bias, float *y,
+                                                                size_t ldy, int w)
+{
+    const __mmask16 m = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++)
+        acc[q] = _mm512_setzero_ps();
+    for (int c = 0; c < cin; c++, x += plane, A += 9 * PANEL)
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (t / 3) * Wp + t % 3);
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++)
+                acc[q] = _mm512_fmadd_ps(_mm512_set1_ps(A[t * PANEL + q]), xv, acc[q]);
+        }
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++) {
+        __m512 add = bias ? _mm512_set1_ps(bias[q]) : _mm512_maskz_loadu_ps(m, y + (size_t)q * ldy);
+        _mm512_mask_storeu_ps(y + (size_t)q * ldy, m, _mm512_add_ps(acc[q], add));
+    }
+}
+
 static int cpu_has_kernel(void)
 {
     return __builtin_cpu_supports("avx512f");
@@ -235,6 +272,12 @@ static void kernel_narrow_16x16(int K, const float *a, const float *b, float *c,
                                 const float *bias)
 {
     (void)K, (void)a, (void)b, (void)c, (void)ldc, (void)w, (void)bias;
+}
+
+static void kernel_conv_row(int cin, const float *A, const float *x, size_t plane, int Wp, const float *bias,
+                            float *y, size_t ldy, int w)
+{
+    (void)cin, (void)A, (void)x, (void)plane, (void)Wp, (void)bias, (void)y, (void)ldy, (void)w;
 }
 
 static int cpu_has_kernel(void)
@@ -331,4 +374,10 @@ void gemm_pack_b(const float *src, size_t ld, int k0, int k1, int K, int n, floa
                 memset(dst + w, 0, (size_t)(BLOCK_N - w) * sizeof *dst);
         }
     }
+}
+
+void conv_row(int cin, const float *A, const float *x, size_t plane, int Wp, const float *bias, float *y, size_t ldy,
+              int w)
+{
+    kernel_conv_row(cin, A, x, plane, Wp, bias, y, ldy, w);
 }

@@ -29,8 +29,8 @@
  *   - Winograd layers (conv3x3_uses_winograd): U = G g G^T, (m + 2)^2
  *     matrices [(m + 2)^2][cout][cin] for F(2x2) and, if not too wide, F(4x4)
  *     as well (winograd.c), into conv2d_w.u (conv2d_w.w is then unused),
- *     followed for the widest layers by the weights in the direct GEMM's
- *     panels (conv3x3_uses_direct, below);
+ *     followed on the packed kernel by the weights in its panels (the
+ *     direct form, for small images: conv3x3_uses_direct and _rows, below);
  *   - the others: repacked from PyTorch's [cout][cin][3][3] to
  *     [cout][3][3][cin] in place (tmp: 9 cin floats), which the shifted-GEMM
  *     and im2col schemes read directly.  Stride-2 convolutions are repacked
@@ -50,11 +50,13 @@ void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp); 
 int winograd_packed(int cout);
 void winograd_pack(float *U, int cout, int cin, float *tmp);
 
-/* The widest Winograd layers (cin cout >= 256 x 256, on the packed kernel)
- * keep their weights a second time, as they are (winograd_weights writes
- * them after the U's, already in the kernel's panels), and run images of
- * 64 pixels or fewer as one direct GEMM (conv.c) instead of Winograd. */
+/* On the packed kernel the Winograd layers keep their weights a second
+ * time, as they are (winograd_weights writes them after the U's, already
+ * in the kernel's panels: the "direct form"), and run small images from
+ * it instead of Winograd (winograd.c says which): the widest layers as one
+ * direct GEMM, the others as rows straight from the padded input (conv.c). */
 int conv3x3_uses_direct(int cin, int cout, int H, int W);
+int conv3x3_uses_rows(int cin, int cout, int H, int W);
 const float *conv3x3_direct_weights(const conv2d_w *c);
 void conv3x3_repack(float *w, int cout, int cin, float *tmp);
 

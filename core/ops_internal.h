@@ -108,6 +108,13 @@ void gemm_packed_bias(int i0, int i1, int K, const float *A, const float *B, con
  * rows k0 .. k1 - 1 of B (K rows, n columns, zeros past n) into its panels
  * P from src (row k at src + (k - k0) ld). */
 void gemm_pack_a(float *A, int M, int K, float *tmp);
+
+/* 16 output channels (one panel of the direct weights A, K = 9 cin) by w
+ * <= 16 pixels of one row of a 3x3 convolution, from the padded input x at
+ * the segment's top-left neighbour: y (+)= conv + bias (bias NULL: y +=
+ * conv).  The packed kernels only. */
+void conv_row(int cin, const float *A, const float *x, size_t plane, int Wp, const float *bias, float *y, size_t ldy,
+              int w);
 void gemm_pack_b(const float *src, size_t ld, int k0, int k1, int K, int n, float *P);
 
 /* winograd.c ------------------------------------------------------------ */

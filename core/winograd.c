@@ -45,25 +45,48 @@ static int winograd_has_f4(int cin, int cout)
     return (size_t)cin * cout <= WINO_F4_MAX_PAIRS;
 }
 
-/* The widest layers also keep their weights as they are (repacked into
- * the kernel's panels), after the U's, for small images: there each of
- * the GEMMs has a handful of tiles, U (4 MB and more, larger than the L2
- * cache) streams in from memory for little work, and one direct GEMM with
- * K = 9 cin reads 9 floats per channel pair instead of 16 (conv.c's direct
- * scheme).  Measured on the cifar10 U-Net at 32 x 32: the 4 x 4 and 8 x 8
- * layers ran at 60 and 150 GFLOP/s as Winograd. */
+/* On the packed kernels, the layers also keep their weights as they are
+ * (the "direct form", repacked into the kernel's panels) after the U's,
+ * for small images, where Winograd's GEMMs have a handful of tiles as
+ * columns and its transforms cost as much as they save:
+ *
+ *   direct (conv.c): the widest layers (cin cout >= 256 x 256) on images of
+ *     64 pixels or fewer, as one GEMM with K = 9 cin.  U (4 MB and more,
+ *     past the L2 cache) streams in from memory for little work; the
+ *     direct form reads 9 floats per channel pair instead of 16.  (cifar10's
+ *     U-Net at 32 x 32: its 4 x 4 layers ran at 60 GFLOP/s as Winograd, 95
+ *     direct.)
+ *   rows (conv.c): narrower layers on images of 16 x 16 or less (32 x 32
+ *     for the narrowest), straight from the padded input, no transform.
+ *     Measured per layer on the texture U-Net at 64 x 64 (ms, Winograd ->
+ *     rows): 128 -> 128 at 16 x 16 0.31 -> 0.28, 256 -> 128 at 16 x 16
+ *     0.84 -> 0.56, 64 -> 64 at 32 x 32 0.40 -> 0.28; but 192 -> 64 at 32 x
+ *     32 0.58 -> 1.00, and cifar10's 256 -> 256 at 16 x 16 0.93 -> 1.12. */
 #define WINO_DIRECT_MIN_PAIRS (256 * 256)       /* cin cout */
 #define WINO_DIRECT_MAX_PIXELS 64
+#define ROWS_MAX_PAIRS (256 * 128)
+#define ROWS_MAX_PIXELS 256
+#define ROWS_MAX_PAIRS_NARROW (128 * 64)
+#define ROWS_MAX_PIXELS_NARROW 1024
 
-static int winograd_has_direct(int cin, int cout)
+static int winograd_has_direct(int cout)
 {
-    return winograd_packed(cout) && (size_t)cin * cout >= WINO_DIRECT_MIN_PAIRS;
+    return winograd_packed(cout);
 }
 
 int conv3x3_uses_direct(int cin, int cout, int H, int W)
 {
-    return conv3x3_uses_winograd(cin, cout) && winograd_has_direct(cin, cout) &&
-           (size_t)H * W <= WINO_DIRECT_MAX_PIXELS;
+    return conv3x3_uses_winograd(cin, cout) && winograd_has_direct(cout) &&
+           (size_t)cin * cout >= WINO_DIRECT_MIN_PAIRS && (size_t)H * W <= WINO_DIRECT_MAX_PIXELS;
+}
+
+int conv3x3_uses_rows(int cin, int cout, int H, int W)
+{
+    const size_t pairs = (size_t)cin * cout, pixels = (size_t)H * W;
+    if (!conv3x3_uses_winograd(cin, cout) || !winograd_has_direct(cout) || conv3x3_uses_direct(cin, cout, H, W))
+        return 0;
+    return (pixels <= ROWS_MAX_PIXELS && pairs <= ROWS_MAX_PAIRS) ||
+           (pixels <= ROWS_MAX_PIXELS_NARROW && pairs <= ROWS_MAX_PAIRS_NARROW);
 }
 
 /* Floats of the U's alone. */
@@ -79,7 +102,7 @@ int wino_tile(int cin, int cout, int H, int W)
 
 size_t winograd_floats(int cin, int cout)
 {
-    return winograd_u_floats(cin, cout) + (winograd_has_direct(cin, cout) ? (size_t)9 * cin * cout : 0);
+    return winograd_u_floats(cin, cout) + (winograd_has_direct(cout) ? (size_t)9 * cin * cout : 0);
 }
 
 const float *conv3x3_direct_weights(const conv2d_w *c)
@@ -214,17 +237,15 @@ static void winograd_u(const float *w, int cout, int cin, int m, float *U, float
     }
 }
 
-/* The direct form: A[o][(t, c)] = w[o][c][t] for tap t = 3 ky + kx, the
- * K = 9 cin columns in the order of conv.c's column matrix, written
- * straight into the kernel's panels (ops_internal.h). */
+/* The direct form: A[o][(c, t)] = w[o][c][t] for tap t = 3 ky + kx (K =
+ * 9 cin columns in PyTorch's order, as conv.c's column matrix has its
+ * rows), written straight into the kernel's panels (ops_internal.h). */
 static void direct_weights(const float *w, int cout, int cin, float *A)
 {
     const size_t K = (size_t)9 * cin;
     for (int o = 0; o < cout; o++)
-        for (int c = 0; c < cin; c++)
-            for (int t = 0; t < 9; t++)
-                A[(size_t)(o / PANEL) * PANEL * K + ((size_t)t * cin + c) * PANEL + o % PANEL] =
-                    w[((size_t)o * cin + c) * 9 + t];
+        for (size_t k = 0; k < K; k++)
+            A[(size_t)(o / PANEL) * PANEL * K + k * PANEL + o % PANEL] = w[(size_t)o * K + k];
 }
 
 void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
@@ -232,7 +253,7 @@ void winograd_weights(const float *w, int cout, int cin, float *U, float *tmp)
     winograd_u(w, cout, cin, 2, U, tmp);
     if (winograd_has_f4(cin, cout))
         winograd_u(w, cout, cin, 4, U + (size_t)16 * cout * cin, tmp);
-    if (winograd_has_direct(cin, cout))
+    if (winograd_has_direct(cout))
         direct_weights(w, cout, cin, U + winograd_u_floats(cin, cout));
 }
 

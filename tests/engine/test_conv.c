@@ -4,9 +4,10 @@
  *   test_engine_conv
  *
  * For a grid of shapes (channel counts that take the Winograd path with the
- * wide and the narrow packed kernel, the OpenBLAS fallback, the shifted GEMMs
- * and im2col; odd, tiny and large images; zero and circular padding; bias
- * plus a per-channel extra, and accumulation) conv3x3 must match
+ * wide and the narrow packed kernel, the OpenBLAS fallback, the direct and
+ * row schemes, the shifted GEMMs and im2col; odd, tiny and large images;
+ * zero and circular padding; bias plus a per-channel extra, and
+ * accumulation) conv3x3 must match
  *
  *     y[o, i, j] = b[o] + e[o] + sum_{c, ky, kx} w[o, c, ky, kx] x[c, i + ky - 1, j + kx - 1]
  *
@@ -298,7 +299,8 @@ int main(void)
      * for the widest layers (cin cout > 256 x 128; packed, with and without
      * the narrow kernel), shifted GEMMs and im2col (cin or cout < 16,
      * conv_in/conv_out-like), and the direct GEMM of the widest layers on
-     * small images (cin cout >= 256 x 256; F(2x2) from 65 pixels) */
+     * small images (cin cout >= 256 x 256; F(2x2) from 65 pixels); with
+     * the packed kernel, the narrower ones run small images as rows */
     static const int channels[][2] = {{16, 16}, {32, 32}, {48, 64}, {64, 32}, {16, 24}, {192, 192},
                                       {176, 208}, {8, 16}, {3, 16}, {32, 3}, {264, 256}};
     static const int sizes[][2] = {{1, 1}, {2, 2}, {3, 5}, {4, 4}, {8, 8}, {7, 12}, {16, 16}, {33, 20}, {64, 64},
