@@ -448,21 +448,22 @@ static void add_attention(tensor_table *t, const char *prefix, attention_w *a, i
     }
     a->C = C;
     a->heads = unet_heads(t->cfg, C);
+    a->qkv = (conv2d_w){.cin = C, .cout = 3 * C, .k = 1};
+    a->out = (conv2d_w){.cin = C, .cout = C, .k = 1};
     snprintf(name, sizeof name, "%s.group_norm", prefix);
     add_norm(t, name, &a->norm, C);
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%s.%s.weight", prefix, cur[i]);
         snprintf(legacy, sizeof legacy, "%s.%s.weight", prefix, old[i]);
-        table_add(t, name, legacy, 2, (int64_t[]){C, C}, i == 0 ? &a->qkv_w : NULL);
+        table_add(t, name, legacy, 2, (int64_t[]){C, C}, i == 0 ? &a->qkv.w : NULL);
         if (t->status == DDPM_OK)
             t->v[t->n - 1].allow_1x1 = 1;
     }
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%s.%s.bias", prefix, cur[i]);
         snprintf(legacy, sizeof legacy, "%s.%s.bias", prefix, old[i]);
-        table_add(t, name, legacy, 1, (int64_t[]){C}, i == 0 ? &a->qkv_b : NULL);
+        table_add(t, name, legacy, 1, (int64_t[]){C}, i == 0 ? &a->qkv.b : NULL);
     }
-    a->out.in = a->out.out = C;
     snprintf(name, sizeof name, "%s.to_out.0.weight", prefix);
     snprintf(legacy, sizeof legacy, "%s.proj_attn.weight", prefix);
     table_add(t, name, legacy, 2, (int64_t[]){C, C}, &a->out.w);
@@ -748,20 +749,30 @@ static int list_convs(ddpm_model *m, conv2d_w **out)
     return n;
 }
 
-/* Every 1x1 convolution of the model: the resnets' conv_shortcut. */
-static int list_shortcuts(ddpm_model *m, conv2d_w **out)
+/* Every 1x1 convolution of the model: the resnets' conv_shortcut and the
+ * attentions' projections. */
+static int list_convs_1x1(ddpm_model *m, conv2d_w **out)
 {
     int n = 0;
     for (int i = 0; i < m->cfg.levels; i++)
         for (int pass = 0; pass < 2; pass++) {
             block_w *b = pass ? &m->up[i] : &m->down[i];
-            for (int j = 0; j < b->nresnets; j++)
+            for (int j = 0; j < b->nresnets; j++) {
                 if (b->resnets[j].has_shortcut)
                     out[n++] = &b->resnets[j].conv_shortcut;
+                if (b->attentions) {
+                    out[n++] = &b->attentions[j].qkv;
+                    out[n++] = &b->attentions[j].out;
+                }
+            }
         }
     for (int i = 0; i < 2; i++)
         if (m->mid_resnets[i].has_shortcut)
             out[n++] = &m->mid_resnets[i].conv_shortcut;
+    if (m->mid_has_attention) {
+        out[n++] = &m->mid_attention.qkv;
+        out[n++] = &m->mid_attention.out;
+    }
     return n;
 }
 
@@ -780,12 +791,13 @@ static int is_stride2(const ddpm_model *m, const conv2d_w *c)
 static ddpm_status repack_convs(ddpm_model *m, char *err, size_t errlen)
 {
     /* conv_in, conv_out; per block up to 65 resnets (conv1, conv2,
-     * conv_shortcut) and a resampler; two mid resnets */
-    int most = 2 + UNET_MAX_LEVELS * 2 * (3 * 65 + 1) + 2 * 3;
+     * conv_shortcut) and attentions (two projections), and a resampler;
+     * two mid resnets and a mid attention */
+    int most = 2 + UNET_MAX_LEVELS * 2 * (5 * 65 + 1) + 2 * 3 + 2;
     conv2d_w **convs = malloc((size_t)most * sizeof *convs);
     if (!convs)
         return fail(err, errlen, DDPM_ERR_MEMORY, "out of memory");
-    int n = list_convs(m, convs), n1 = list_shortcuts(m, convs + n);
+    int n = list_convs(m, convs), n1 = list_convs_1x1(m, convs + n);
     size_t tmp_floats = 1;
     for (int i = 0; i < n + n1; i++) {
         const size_t cin = (size_t)convs[i]->cin, cout = (size_t)convs[i]->cout;

@@ -44,12 +44,12 @@ typedef struct {
 } resnet_w;
 
 /* Attention (spec 3.7).  q, k and v weights are consecutive in the arena, so
- * qkv_w is one [3C, C] matrix and qkv_b one [3C] vector. */
+ * they make one 1x1 convolution qkv of C -> 3C channels (weights [3C, C],
+ * bias [3C]); the output projection is a 1x1 convolution of C -> C. */
 typedef struct {
     int C, heads;
     groupnorm_w norm;
-    const float *qkv_w, *qkv_b;
-    linear_w out;
+    conv2d_w qkv, out;
 } attention_w;
 
 /* One DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D (spec 3.8). */

@@ -118,6 +118,23 @@ void fill_residual(float *y, const float *x, const float *bias, int C, size_t HW
     elementwise_for("fill_residual", C, (int)HW, 1, (size_t)C * HW, threads, C, fill_residual_task, &a);
 }
 
+/* y += x over C planes of HW pixels (a residual added after the fact). */
+static void add_residual_task(void *ctx, int c, int slot)
+{
+    const fill_args *a = ctx;
+    const float *xr = a->x + (size_t)c * a->HW;
+    float *row = a->y + (size_t)c * a->HW;
+    (void)slot;
+    for (size_t p = 0; p < a->HW; p++)
+        row[p] += xr[p];
+}
+
+static void add_residual(float *y, const float *x, int C, size_t HW, int threads)
+{
+    fill_args a = {y, x, NULL, NULL, HW};
+    elementwise_for("add_residual", C, (int)HW, 1, (size_t)C * HW, threads, C, add_residual_task, &a);
+}
+
 /* ------------------------------------------------------------------------ */
 /* GroupNorm (+ SiLU)                                                        */
 /* ------------------------------------------------------------------------ */
@@ -257,8 +274,11 @@ static size_t score_rows(size_t HW)
 
 size_t attention_scratch_floats(const attention_w *a, size_t HW, int threads)
 {
-    /* normalized input, q k v, head outputs, a block of scores per thread */
-    return (size_t)a->C * HW * 5 + (size_t)threads * score_rows(HW) * HW;
+    /* normalized input, q k v, head outputs, a block of scores per thread
+     * (or the projections' scratch, used before and after them) */
+    size_t scores = (size_t)threads * score_rows(HW) * HW;
+    size_t project = conv1x1_scratch_floats(a->C, 3 * a->C, HW, threads);
+    return (size_t)a->C * HW * 5 + (scores > project ? scores : project);
 }
 
 /* Row-wise softmax of an m x n block, in place.  The max and the sum run
@@ -351,7 +371,6 @@ void attention(const attention_w *a, int groups, double eps, const float *x, int
 {
     const int C = a->C, heads = a->heads, d = C / heads;
     const size_t HW = (size_t)H * W;
-    const int n = (int)HW;
     float *hn = scratch;
     float *qkv = hn + (size_t)C * HW;
     float *o = qkv + (size_t)3 * C * HW;
@@ -362,14 +381,13 @@ void attention(const attention_w *a, int groups, double eps, const float *x, int
     double t0 = profile_start();
 
     group_norm(&a->norm, groups, eps, 0, x, C, NULL, 0, H, W, hn, 0, threads);
-    fill_bias(qkv, a->qkv_b, NULL, 3 * C, HW, threads);
-    gemm(0, 0, 3 * C, n, C, 1.0f, a->qkv_w, C, hn, n, 1.0f, qkv, n, threads);
+    conv1x1(&a->qkv, hn, C, NULL, 0, HW, qkv, NULL, scores, threads);
 
     attention_args aa = {C, d, nblocks, HW, rows, scale, qkv, o, scores};
     parallel_for(threads, heads * nblocks, attention_task, &aa);
 
-    fill_residual(y, x, a->out.b, C, HW, threads);
-    gemm(0, 0, C, n, C, 1.0f, a->out.w, C, o, n, 1.0f, y, n, threads);
+    conv1x1(&a->out, o, C, NULL, 0, HW, y, NULL, scores, threads);
+    add_residual(y, x, C, HW, threads);
     /* 2 (4 C^2 HW) for the projections, 2 (2 C HW^2) for scores and outputs */
     profile_stop(t0, "attention", C, C, H, W, 8.0 * C * C * (double)HW + 4.0 * C * (double)HW * (double)HW);
 }
