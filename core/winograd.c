@@ -7,7 +7,9 @@
  * (m+2)^2 GEMMs (M), and transformed back into the output: 4 or 2.25
  * instead of 9 multiplies per output pixel and channel pair.  On CPUs with
  * AVX-512 these GEMMs run on the project's own packed kernels (gemm.c),
- * elsewhere on OpenBLAS.
+ * elsewhere on OpenBLAS.  With the packed kernels the weights are also
+ * kept as they are, after U, and small images use those instead (this file
+ * decides which; conv.c computes them).
  */
 #include "ops_internal.h"
 
