@@ -10,8 +10,8 @@
  * tensor is converted once to float32 into the model's arena and the file is
  * unmapped.  3x3 convolution weights are then prepared for the convolutions
  * (winograd.c, conv.c): Winograd's transformed U for the wide layers (kept
- * instead of the weights; the widest keep them too, for small images), a
- * repacked layout for the others.
+ * instead of the weights, or, on the packed kernels, beside them, for small
+ * images), a repacked layout for the others.
  */
 #include "model_internal.h"
 #include "ops.h"
