@@ -18,7 +18,7 @@ static const cli_option shared_options[SH_COUNT] = {
     [SH_MODEL]    = { "model", "DIR", "model folder (default: the shipped model)", NULL },
     [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 20; refine: at most t)", NULL },
     [SH_SAMPLER]  = { "sampler", "NAME", "ddpm, ddim (default) or dpm-solver++ (see above)", NULL },
-    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic .. 1 = ddpm's noise (default 0.7)", NULL },
+    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic .. 1 = ddpm's noise (default 0.4)", NULL },
     [SH_VARIANCE] = { "variance", "beta|posterior",
                       "ddpm only: sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
     [SH_SEED]     = { "seed", "S", "noise seed, 0 .. 2^64-1 (default 0)", NULL },
