@@ -11,14 +11,21 @@
 #include "progress.h"
 
 /* Options both commands take, after each command's own. */
-enum { SH_MODEL, SH_STEPS, SH_SAMPLER, SH_ETA, SH_VARIANCE, SH_SEED, SH_TILEABLE, SH_THREADS, SH_BUDGET,
-       SH_COUNT };
+enum { SH_MODEL, SH_STEPS, SH_SAMPLER, SH_ETA, SH_ETA_T_MAX, SH_VARIANCE, SH_SEED, SH_TILEABLE, SH_THREADS,
+       SH_BUDGET, SH_COUNT };
+
+/* The defaults of core/ddpm.h as text, so the help cannot drift from them. */
+#define TEXT(x) TEXT_(x)
+#define TEXT_(x) #x
 
 static const cli_option shared_options[SH_COUNT] = {
     [SH_MODEL]    = { "model", "DIR", "model folder (default: the shipped model)", NULL },
     [SH_STEPS]    = { "steps", "K", "reverse steps, 1 .. T (default 20; refine: at most t)", NULL },
     [SH_SAMPLER]  = { "sampler", "NAME", "ddpm, ddim (default) or dpm-solver++ (see above)", NULL },
-    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic .. 1 = ddpm's noise (default 0.4)", NULL },
+    [SH_ETA]      = { "eta", "E", "ddim only: 0 = deterministic .. 1 = ddpm's noise (default "
+                      TEXT(DDPM_DEFAULT_ETA) ")", NULL },
+    [SH_ETA_T_MAX] = { "eta-t-max", "T", "ddim only: noise only the steps from t <= T, 0 = all (default "
+                       TEXT(DDPM_DEFAULT_ETA_T_MAX) ")", NULL },
     [SH_VARIANCE] = { "variance", "beta|posterior",
                       "ddpm only: sigma_t^2 = beta_t or beta~_t (default: the model's variance_type)", NULL },
     [SH_SEED]     = { "seed", "S", "noise seed, 0 .. 2^64-1 (default 0)", NULL },
@@ -32,7 +39,8 @@ static const char sampler_help[] =
     "  ddpm          ancestral sampling (Ho et al. 2020, Algorithm 2), sigma_t^2\n"
     "                from --variance.\n"
     "  ddim          DDIM (Song et al. 2021); --eta 0 is deterministic, --eta 1\n"
-    "                has ddpm's posterior noise.\n"
+    "                has ddpm's posterior noise; by default only the steps\n"
+    "                from t <= --eta-t-max are noised.\n"
     "  dpm-solver++  DPM-Solver++(2M) (Lu et al. 2022): deterministic, second\n"
     "                order, meant for few steps.";
 
@@ -70,6 +78,7 @@ static int read_shared_options(const cli_option *o, sample_run *run)
     run->model_dir = o[SH_MODEL].value;
     run->job.sampler = DDPM_DEFAULT_SAMPLER;
     run->job.eta = (float)DDPM_DEFAULT_ETA;   /* read by DDIM only */
+    run->job.eta_t_max = DDPM_DEFAULT_ETA_T_MAX;
     if (o[SH_STEPS].value && parse_int("steps", o[SH_STEPS].value, 1, 1000000, &run->job.steps) != 0)
         return CLI_EXIT_USAGE;
     if (o[SH_SAMPLER].value && parse_sampler("sampler", o[SH_SAMPLER].value, &run->job.sampler) != 0)
@@ -84,6 +93,15 @@ static int read_shared_options(const cli_option *o, sample_run *run)
             return CLI_EXIT_USAGE;
         }
         run->job.eta = (float)eta;
+    }
+    if (o[SH_ETA_T_MAX].value) {
+        if (parse_int("eta-t-max", o[SH_ETA_T_MAX].value, 0, 1000000, &run->job.eta_t_max) != 0)
+            return CLI_EXIT_USAGE;
+        if (run->job.sampler != DDPM_SAMPLER_DDIM) {
+            cli_error("%s: --eta-t-max is only for --sampler ddim (the sampler is %s)", run->label,
+                      ddpm_sampler_name(run->job.sampler));
+            return CLI_EXIT_USAGE;
+        }
     }
     if (o[SH_VARIANCE].value) {
         if (parse_variance("variance", o[SH_VARIANCE].value, &run->job.variance) != 0)
@@ -145,7 +163,8 @@ static void print_settings(const sample_run *run, const char *what, const char *
     if (run->job.sampler == DDPM_SAMPLER_DDPM)
         snprintf(sampler, sizeof sampler, "ddpm, variance %s", variance_name(run->job.variance));
     else if (run->job.sampler == DDPM_SAMPLER_DDIM)
-        snprintf(sampler, sizeof sampler, "ddim, eta %g", (double)run->job.eta);
+        snprintf(sampler, sizeof sampler, run->job.eta_t_max ? "ddim, eta %g from t <= %d" : "ddim, eta %g",
+                 (double)run->job.eta, run->job.eta_t_max);
     else
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
     fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s, model %s\n", run->label, what,

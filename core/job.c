@@ -376,8 +376,8 @@ ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, in
     if (s != DDPM_OK)
         return s;
     ddpm_sample_params sp = { .steps = p->steps, .variance = p->variance, .seed = p->seed,
-                              .t_start = j.schedule.T, .sampler = p->sampler, .eta = p->eta };
-    sp.sampler = p->sampler, sp.eta = p->eta;
+                              .t_start = j.schedule.T, .sampler = p->sampler, .eta = p->eta,
+                              .eta_t_max = p->eta_t_max };
     void *ctx;
     ddpm_predict_fn predict = job_predict(&j, &ctx);
     s = ddpm_sample_generate(&j.schedule, predict, ctx, JOB_CHANNELS, j.H, j.W, &sp,
@@ -415,8 +415,8 @@ ddpm_status job_refine_tiled(const ddpm_model *m, const ddpm_job_params *p, int 
             m_pad[(size_t)y * j.W + x] = (y < height && x < width) ? (mask ? mask[(size_t)y * width + x] : 1.0f) : 0.0f;
 
     ddpm_sample_params sp = { .steps = p->steps, .variance = p->variance, .seed = p->seed,
-                              .t_start = p->timestep, .sampler = p->sampler, .eta = p->eta };
-    sp.sampler = p->sampler, sp.eta = p->eta;
+                              .t_start = p->timestep, .sampler = p->sampler, .eta = p->eta,
+                              .eta_t_max = p->eta_t_max };
     void *ctx;
     ddpm_predict_fn predict = job_predict(&j, &ctx);
     s = ddpm_sample_refine(&j.schedule, predict, ctx, JOB_CHANNELS, j.H, j.W, x0, m_pad, &sp,

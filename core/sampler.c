@@ -220,6 +220,8 @@ static ddpm_status check_run(const ddpm_schedule *s, ddpm_predict_fn predict, in
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: unknown sampler %d", (int)p->sampler);
     if (p->sampler == DDPM_SAMPLER_DDIM && !(p->eta >= 0.0f && p->eta <= 1.0f))
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: DDIM eta = %g is not in [0, 1]", (double)p->eta);
+    if (p->sampler == DDPM_SAMPLER_DDIM && p->eta_t_max < 0)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "sampler: DDIM eta_t_max = %d is negative", p->eta_t_max);
     return DDPM_OK;
 }
 
@@ -256,6 +258,16 @@ static ddpm_status predict_eps(ddpm_predict_fn predict, void *ctx, const float *
     return DDPM_OK;
 }
 
+/* DDIM's eta for the step from t: the high-noise steps above eta_t_max run
+ * deterministic.  Their fresh noise would be removed again by the model,
+ * and with it some real detail (the smoothing that the model card measures
+ * for eta on every step); the speckle that noise prevents comes from the
+ * low-noise steps, which keep eta. */
+static float ddim_eta_at(const ddpm_sample_params *p, int t)
+{
+    return p->eta_t_max > 0 && t > p->eta_t_max ? 0.0f : p->eta;
+}
+
 /* One reverse step t -> prev_t of the chosen sampler, in place on x_t; eps
  * holds the model's output at (x_t, t).  `work` is the sampler's one extra
  * image: for DDPM and DDIM (eta > 0) the step's noise z, drawn from the
@@ -266,11 +278,13 @@ static void reverse_step(const ddpm_schedule *s, const ddpm_sample_params *p, in
                          int t, int prev_t, float *x_t, float *eps, float *work, size_t n)
 {
     switch (p->sampler) {
-    case DDPM_SAMPLER_DDIM:
-        if (prev_t >= 0 && p->eta > 0.0f)
+    case DDPM_SAMPLER_DDIM: {
+        float eta = ddim_eta_at(p, t);
+        if (prev_t >= 0 && eta > 0.0f)
             ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, work);
-        ddpm_ddim_step(s, t, prev_t, p->eta, x_t, eps, work, x_t, n);
+        ddpm_ddim_step(s, t, prev_t, eta, x_t, eps, work, x_t, n);
         break;
+    }
     case DDPM_SAMPLER_DPM_SOLVER_PP:
         ddpm_dpm_solver_x0(s, t, x_t, eps, eps, n); /* eps now holds x^_0 at t */
         ddpm_dpm_solver_step(s, t_last, t, prev_t, x_t, eps, t_last >= 0 ? work : NULL, x_t, n);

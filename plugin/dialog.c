@@ -9,7 +9,7 @@
  *   - a "New Seed" button next to the seed
  *   - the ranges of steps and timestep follow the chosen model's T
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
- *   - variance is only for the DDPM sampler, eta only for DDIM
+ *   - variance is only for the DDPM sampler, eta and eta-t-max only for DDIM
  *
  * Mnemonics avoid the letters of the dialog's own buttons (_Reset, _Cancel,
  * _OK, _Load/_Save Settings, _Help): r c o l s h.
@@ -195,7 +195,7 @@ display_path (const gchar *path)
 }
 
 /* The widget of `property` is sensitive only while "sampler" is `nick`:
- * variance is DDPM's, eta DDIM's. */
+ * variance is DDPM's, eta and eta-t-max DDIM's. */
 static void
 only_for_sampler (GimpProcedureDialog *dlg,
                   const gchar         *property,
@@ -279,17 +279,18 @@ ddpm_dialog_run (GimpProcedure       *procedure,
       if (! GTK_IS_LABEL (st.timestep_hint))
         st.timestep_hint = NULL;
       gimp_procedure_dialog_fill (dlg, "model-box", "timestep", "timestep-hint",
-                                  "steps", "sampler", "eta", "variance",
-                                  "seed-box", "tileable", "model-help", NULL);
+                                  "steps", "sampler", "eta", "eta-t-max",
+                                  "variance", "seed-box", "tileable", "model-help", NULL);
     }
   else
     {
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
-                                  "sampler", "eta", "variance", "seed-box",
-                                  "tileable", "model-help", NULL);
+                                  "sampler", "eta", "eta-t-max", "variance",
+                                  "seed-box", "tileable", "model-help", NULL);
     }
   only_for_sampler (dlg, "variance", "ddpm");
   only_for_sampler (dlg, "eta", "ddim");
+  only_for_sampler (dlg, "eta-t-max", "ddim");
 
   update_model (&st);
   g_signal_connect (config, "notify", G_CALLBACK (config_notify), &st);

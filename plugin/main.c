@@ -102,6 +102,13 @@ add_common_arguments (GimpProcedure *procedure)
         "(DDPM's posterior variance β̃_t).  Some noise keeps the texture "
         "from the coloured grain of a fully deterministic run"),
       0.0, 1.0, DDPM_DEFAULT_ETA, G_PARAM_READWRITE);
+
+  gimp_procedure_add_int_argument (procedure, "eta-t-max", _("Eta _below timestep"),
+      _("DDIM only: Eta noises the steps from this timestep down; the "
+        "steps above it run deterministic, which keeps more of the "
+        "texture's fine grain.  0: every step (DDIM as Song et al. "
+        "2021 wrote it)"),
+      0, 100000, DDPM_DEFAULT_ETA_T_MAX, G_PARAM_READWRITE);
 }
 
 static void

@@ -31,6 +31,7 @@ typedef struct {
   gboolean tileable;
   gint     sampler;    /* ddpm_sampler   */
   gdouble  eta;
+  gint     eta_t_max;
 } CommonArgs;
 
 static void
@@ -42,7 +43,8 @@ common_args_get (GimpProcedureConfig *config,
                 "steps",    &a->steps,
                 "seed",     &a->seed,
                 "tileable", &a->tileable,
-                "eta",      &a->eta,
+                "eta",       &a->eta,
+                "eta-t-max", &a->eta_t_max,
                 NULL);
   a->variance = gimp_procedure_config_get_choice_id (config, "variance");
   a->sampler  = gimp_procedure_config_get_choice_id (config, "sampler");
@@ -133,6 +135,7 @@ job_params (const ddpm_model *m,
   p->timestep      = timestep;
   p->sampler       = (ddpm_sampler) a->sampler;
   p->eta           = (float) a->eta;
+  p->eta_t_max     = a->eta_t_max;
   p->memory_budget = 0;  /* the core's default: half the physical memory */
   return TRUE;
 }

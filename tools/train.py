@@ -162,6 +162,9 @@ def main():
     ap.add_argument("--crop", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--cooldown", type=int, default=0,
+                    help="decay the learning rate linearly to 0 over the last N steps before --steps (0 = constant); "
+                         "fork a run's checkpoint into a new run folder to cool a copy down and keep the original going")
     ap.add_argument("--min-snr", type=float, default=0.0,
                     help="gamma of Min-SNR weighting (Hang et al. 2023); 0 = the paper's plain L_simple.  The "
                     "first 12k steps used 5: its weight min(SNR, 5)/SNR is ~0.01 at t = 10, and the samples kept "
@@ -224,7 +227,7 @@ def main():
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
                        "recipe": {k: v for k, v in state["args"].items()
-                                  if k in ("batch", "crop", "lr", "warmup", "min_snr", "dc_weight", "circular_fraction",
+                                  if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight", "circular_fraction",
                                            "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
@@ -287,6 +290,8 @@ def main():
             per_sample = per_sample + a.dc_weight * (1 - ac[t]) * dc
         loss = (weight[t] * per_sample).mean()
         lr = a.lr * min(1.0, (step + 1 - warm_from) / a.warmup)
+        if a.cooldown > 0:
+            lr *= min(1.0, (a.steps - step) / a.cooldown)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)

@@ -97,6 +97,12 @@ expect_one_line_error 2 "--eta is only for --sampler ddim (the sampler is dpm-so
 for bad in 1.5 -0.1 nan inf 0x1 abc " 0.5" "0.5 " ""; do
     expect_one_line_error 2 "--eta" $gen --size 8x8 --sampler ddim --eta "$bad"
 done
+expect_one_line_error 2 "--eta-t-max is only for --sampler ddim (the sampler is ddpm)" \
+    $gen --size 8x8 --sampler ddpm --eta-t-max 300
+for bad in -1 abc 1.5 ""; do
+    expect_one_line_error 2 "--eta-t-max" $gen --size 8x8 --eta-t-max "$bad"
+done
+expect 0 "--eta-t-max T" generate --help
 expect_one_line_error 2 "--threads" $gen --size 8x8 --threads -1
 expect_one_line_error 2 "--memory-budget" $gen --size 8x8 --memory-budget -5
 

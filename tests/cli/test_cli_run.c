@@ -198,20 +198,23 @@ static void test_generate(void)
     CHECK(!same_file(a, c), "--steps 3 and 4 gave the same file");
 }
 
-/* --sampler and --eta reach the job: the PNG is exactly ddpm_job_generate's
- * image with those settings (DDPM_DEFAULT_ETA without --eta), and differs from
- * DDPM's (ddpm.png). */
+/* --sampler, --eta and --eta-t-max reach the job: the PNG is exactly
+ * ddpm_job_generate's image with those settings (the core's defaults where an
+ * option is not given), and differs from DDPM's (ddpm.png). */
 static void test_samplers(const ddpm_model *m)
 {
     struct {
-        const char *sampler, *eta;
+        const char *sampler, *eta, *eta_t_max;
         ddpm_sampler value;
         float eta_value;
+        int eta_t_max_value;
     } runs[] = {
-        {"ddim", "0", DDPM_SAMPLER_DDIM, 0.0f},
-        {"ddim", "0.5", DDPM_SAMPLER_DDIM, 0.5f},
-        {"ddim", NULL, DDPM_SAMPLER_DDIM, (float)DDPM_DEFAULT_ETA},   /* no --eta: the core's default */
-        {"dpm-solver++", NULL, DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f},
+        {"ddim", "0", NULL, DDPM_SAMPLER_DDIM, 0.0f, DDPM_DEFAULT_ETA_T_MAX},
+        {"ddim", "0.5", NULL, DDPM_SAMPLER_DDIM, 0.5f, DDPM_DEFAULT_ETA_T_MAX},
+        {"ddim", "0.5", "0", DDPM_SAMPLER_DDIM, 0.5f, 0},          /* noise on every step */
+        {"ddim", NULL, "900", DDPM_SAMPLER_DDIM, (float)DDPM_DEFAULT_ETA, 900},
+        {"ddim", NULL, NULL, DDPM_SAMPLER_DDIM, (float)DDPM_DEFAULT_ETA, DDPM_DEFAULT_ETA_T_MAX},
+        {"dpm-solver++", NULL, NULL, DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f, DDPM_DEFAULT_ETA_T_MAX},
     };
     ddpm_model_info mi;
     ddpm_model_get_info(m, &mi);
@@ -220,16 +223,24 @@ static void test_samplers(const ddpm_model *m)
         path_in_scratch("ddpm.png"), "--sampler", "ddpm");
     for (size_t k = 0; x != NULL && k < sizeof runs / sizeof runs[0]; k++) {
         const char *out = path_in_scratch("sampler.png");
-        if (runs[k].eta)
-            RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
-                "--sampler", runs[k].sampler, "--eta", runs[k].eta);
-        else
-            RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
-                "--sampler", runs[k].sampler);
+        /* The options given, then NULLs: the first NULL ends the command line. */
+        const char *opt[4] = {NULL, NULL, NULL, NULL};
+        int n_opt = 0;
+        if (runs[k].eta) {
+            opt[n_opt++] = "--eta";
+            opt[n_opt++] = runs[k].eta;
+        }
+        if (runs[k].eta_t_max) {
+            opt[n_opt++] = "--eta-t-max";
+            opt[n_opt++] = runs[k].eta_t_max;
+        }
+        RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
+            "--sampler", runs[k].sampler, opt[0], opt[1], opt[2], opt[3]);
         CHECK(log_contains(runs[k].sampler), "the sampler is not printed");
         CHECK(!same_file(out, path_in_scratch("ddpm.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
         ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1,
-                             .sampler = runs[k].value, .eta = runs[k].eta_value};
+                             .sampler = runs[k].value, .eta = runs[k].eta_value,
+                             .eta_t_max = runs[k].eta_t_max_value};
         char err[512] = "";
         image_u8 img;
         int ok = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
@@ -241,8 +252,8 @@ static void test_samplers(const ddpm_model *m)
         for (int i = 0; i < W * H; i++)
             for (int ch = 0; ch < 3; ch++)
                 differ += ddpm_to_u8(x[ch * W * H + i]) != img.pixels[3 * i + ch];
-        CHECK(differ == 0, "--sampler %s --eta %s: %d values differ from ddpm_job_generate", runs[k].sampler,
-              runs[k].eta ? runs[k].eta : "-", differ);
+        CHECK(differ == 0, "--sampler %s --eta %s --eta-t-max %s: %d values differ from ddpm_job_generate",
+              runs[k].sampler, runs[k].eta ? runs[k].eta : "-", runs[k].eta_t_max ? runs[k].eta_t_max : "-", differ);
         image_free(&img);
     }
     free(x);

@@ -297,9 +297,10 @@ static void chain_by_hand(const ddpm_schedule *s, const ddpm_sample_params *p, c
         for (size_t j = 0; j < N; j++)
             eps[j] = 0.5f * x[j] + 0.01f * (float)t / 1000.0f;
         if (p->sampler == DDPM_SAMPLER_DDIM) {
-            if (p->eta > 0 && prev >= 0)
+            float eta = p->eta_t_max > 0 && t > p->eta_t_max ? 0.0f : p->eta;   /* deterministic above */
+            if (eta > 0 && prev >= 0)
                 ddpm_noise_fill(p->seed, DDPM_STREAM_REVERSE(t), C, H, W, 0, 0, z);
-            ddpm_ddim_step(s, t, prev, p->eta, x, eps, z, x, N);
+            ddpm_ddim_step(s, t, prev, eta, x, eps, z, x, N);
         } else {
             ddpm_dpm_solver_x0(s, t, x, eps, eps, N);
             ddpm_dpm_solver_step(s, t_last, t, prev, x, eps, i > 0 ? history : NULL, x, N);
@@ -322,7 +323,7 @@ static void chain_by_hand(const ddpm_schedule *s, const ddpm_sample_params *p, c
     }
 }
 
-static void test_few_step_contract(ddpm_sampler sampler, float eta)
+static void test_few_step_contract(ddpm_sampler sampler, float eta, int eta_t_max)
 {
     ddpm_schedule s = schedule_with(1);
     if (s.betas == NULL)
@@ -332,9 +333,9 @@ static void test_few_step_contract(ddpm_sampler sampler, float eta)
     static float x[N], ref[N], ddpm_x[N], x0[N], mask[PIX];
     int ts[20];
     char what[64], err[256] = "";
-    snprintf(what, sizeof what, "%s eta %g", ddpm_sampler_name(sampler), (double)eta);
+    snprintf(what, sizeof what, "%s eta %g eta_t_max %d", ddpm_sampler_name(sampler), (double)eta, eta_t_max);
     ddpm_sample_params p = {.steps = 20, .variance = DDPM_VARIANCE_POSTERIOR, .seed = 77, .sampler = sampler,
-                            .eta = eta};
+                            .eta = eta, .eta_t_max = eta_t_max};
     progress_log log = {0, 0, 0, 0, 1};
 
     /* generate */
@@ -362,6 +363,20 @@ static void test_few_step_contract(ddpm_sampler sampler, float eta)
     CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &q, NULL, NULL, ref, NULL, 0) == DDPM_OK, "eta");
     CHECK((memcmp(x, ref, sizeof ref) != 0) == (sampler == DDPM_SAMPLER_DDIM), "%s: eta %g %s", what,
           (double)q.eta, sampler == DDPM_SAMPLER_DDIM ? "changes nothing" : "is not ignored");
+    /* eta_t_max too: noise on every step or on none above t = 300 */
+    q = p;
+    q.eta_t_max = eta_t_max == 0 ? 300 : 0;
+    CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &q, NULL, NULL, ref, NULL, 0) == DDPM_OK,
+          "eta_t_max");
+    CHECK((memcmp(x, ref, sizeof ref) != 0) == (sampler == DDPM_SAMPLER_DDIM && eta > 0), "%s: eta_t_max %d %s",
+          what, q.eta_t_max, sampler == DDPM_SAMPLER_DDIM && eta > 0 ? "changes nothing" : "is not ignored");
+    /* A threshold at or past the first timestep noises every step, as 0 does. */
+    if (eta_t_max == 0) {
+        q.eta_t_max = s.T + 5;
+        CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &q, NULL, NULL, ref, NULL, 0) == DDPM_OK,
+              "eta_t_max past T");
+        CHECK(memcmp(x, ref, sizeof ref) == 0, "%s: eta_t_max %d is not every step", what, q.eta_t_max);
+    }
     ddpm_set_threads(1);
     CHECK(ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, ref, NULL, 0) == DDPM_OK, "1 thread");
     CHECK(memcmp(x, ref, sizeof ref) == 0, "%s: 1 thread differs", what);
@@ -580,14 +595,17 @@ static void test_arguments(void)
         const char *what;
         int sampler;
         float eta;
+        int eta_t_max;
     } bad_samplers[] = {
-        {"sampler 3", 3, 0.0f},           {"sampler -1", -1, 0.0f},         {"DDIM eta -0.1", 1, -0.1f},
-        {"DDIM eta 1.5", 1, 1.5f},        {"DDIM eta NaN", 1, NAN},         {"DDIM eta Inf", 1, INFINITY},
+        {"sampler 3", 3, 0.0f, 0},           {"sampler -1", -1, 0.0f, 0},      {"DDIM eta -0.1", 1, -0.1f, 0},
+        {"DDIM eta 1.5", 1, 1.5f, 0},        {"DDIM eta NaN", 1, NAN, 0},      {"DDIM eta Inf", 1, INFINITY, 0},
+        {"DDIM eta_t_max -1", 1, 0.5f, -1},
     };
     for (size_t i = 0; i < sizeof bad_samplers / sizeof bad_samplers[0]; i++) {
         p = good;
         p.sampler = (ddpm_sampler)bad_samplers[i].sampler;
         p.eta = bad_samplers[i].eta;
+        p.eta_t_max = bad_samplers[i].eta_t_max;
         fill(x, N, 7.0f);
         err[0] = 0;
         ddpm_status st = ddpm_sample_generate(&s, model_predict, &m, C, H, W, &p, NULL, NULL, x, err, sizeof err);
@@ -630,10 +648,11 @@ int main(void)
 {
     test_generate_contract();
     test_refine_contract();
-    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.0f);
-    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.6f);
-    test_few_step_contract(DDPM_SAMPLER_DDIM, 1.0f);
-    test_few_step_contract(DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.0f, 0);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.6f, 0);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 1.0f, 0);
+    test_few_step_contract(DDPM_SAMPLER_DDIM, 0.5f, 500);
+    test_few_step_contract(DDPM_SAMPLER_DPM_SOLVER_PP, 0.0f, 0);
     test_sampler_names();
     test_failures();
     test_arguments();

@@ -17,6 +17,10 @@
                  "match-ddim.png")
 (export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
                                         #:model test-model #:width 48 #:height 32
+                                        #:steps 3 #:sampler "ddim" #:eta 1 #:eta-t-max 0 #:seed 5)
+                 "match-ddim-every-step.png")
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 48 #:height 32
                                         #:steps 3 #:sampler "dpm-solver++" #:seed 6)
                  "match-dpm-solver.png")
 

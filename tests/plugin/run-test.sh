@@ -193,6 +193,9 @@ case $test_name in
     check same match-beta-tileable.png cli-beta-tileable.png
     cli generate --size 48x32 --steps 3 --sampler ddim --eta 0.5 --seed 5 --output "$out/cli-ddim.png"
     check same match-ddim.png cli-ddim.png
+    cli generate --size 48x32 --steps 3 --sampler ddim --eta 1 --eta-t-max 0 --seed 5 \
+        --output "$out/cli-ddim-every-step.png"
+    check same match-ddim-every-step.png cli-ddim-every-step.png
     cli generate --size 48x32 --steps 3 --sampler dpm-solver++ --seed 6 --output "$out/cli-dpm-solver.png"
     check same match-dpm-solver.png cli-dpm-solver.png
     cli refine --input "$out/match-refine-in.png" --t $refine_t --steps 3 --variance posterior \
