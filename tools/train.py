@@ -192,6 +192,8 @@ def main():
     ap.add_argument("--eval-every", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of this process (0 = no limit)")
     ap.add_argument("--export", help="write the EMA weights (F16) as a diffusers folder here and exit")
+    ap.add_argument("--export-weights", choices=("ema", "model"), default="ema",
+                    help="with --export: the EMA (what ships) or the optimiser's current weights (for study)")
     ap.add_argument("--init-from", help="start a new run from a shipped model folder (its EMA weights and "
                     "training_state.json): how a fresh machine continues the committed model")
     ap.add_argument("--seed", type=int, default=0)
@@ -223,15 +225,17 @@ def main():
     if a.export:
         if not state:
             sys.exit(f"no checkpoint in {a.run}")
-        save_model_dir(ema, a.export, dtype=torch.float16, scheduler={"variance_type": "fixed_large"})
+        save_model_dir(ema if a.export_weights == "ema" else model, a.export, dtype=torch.float16,
+                       scheduler={"variance_type": "fixed_large"})
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
-            json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3),
+            json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3), "weights": a.export_weights,
                        "recipe": {k: v for k, v in state["args"].items()
                                   if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight", "circular_fraction",
                                            "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
-        print(f"exported EMA of step {state['step']} ({nparam / 1e6:.2f} M parameters) to {a.export}")
+        what = "EMA" if a.export_weights == "ema" else "weights"
+        print(f"exported {what} of step {state['step']} ({nparam / 1e6:.2f} M parameters) to {a.export}")
         return
 
     data = torch.load(a.data, weights_only=False)
