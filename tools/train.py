@@ -163,8 +163,9 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--cooldown", type=int, default=0,
-                    help="decay the learning rate linearly to 0 over the last N steps before --steps (0 = constant); "
-                         "fork a run's checkpoint into a new run folder to cool a copy down and keep the original going")
+                    help="decay the learning rate linearly to 0 over the last N steps before --steps (0 = "
+                    "constant); copy a run's ckpt.pt into a new run folder to cool a branch down and keep the "
+                    "original going")
     ap.add_argument("--min-snr", type=float, default=0.0,
                     help="gamma of Min-SNR weighting (Hang et al. 2023); 0 = the paper's plain L_simple.  The "
                     "first 12k steps used 5: its weight min(SNR, 5)/SNR is ~0.01 at t = 10, and the samples kept "
@@ -184,7 +185,7 @@ def main():
     ap.add_argument("--reset-ema", action="store_true",
                     help="on resuming, restart the EMA from the current weights: after a change of recipe, so that "
                     "the EMA averages the new trajectory only (at step 20,000 the EMA of the old one was grainier "
-                    "than the weights themselves)")
+                    "than the weights themselves); give it once, then resume without it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for the forward pass (weights, "
                     "optimiser and EMA stay float32); about 2x faster on CPUs with AMX/AVX512-BF16")
@@ -230,8 +231,8 @@ def main():
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3), "weights": a.export_weights,
                        "recipe": {k: v for k, v in state["args"].items()
-                                  if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight", "circular_fraction",
-                                           "ema", "seed")}},
+                                  if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight",
+                                           "circular_fraction", "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
         what = "EMA" if a.export_weights == "ema" else "weights"
