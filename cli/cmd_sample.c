@@ -73,6 +73,16 @@ typedef struct {
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* DDIM's own options are refused with any other sampler. */
+static int only_for_ddim(const sample_run *run, const char *option)
+{
+    if (run->job.sampler == DDPM_SAMPLER_DDIM)
+        return CLI_EXIT_OK;
+    cli_error("%s: --%s is only for --sampler ddim (the sampler is %s)", run->label, option,
+              ddpm_sampler_name(run->job.sampler));
+    return CLI_EXIT_USAGE;
+}
+
 static int read_shared_options(const cli_option *o, sample_run *run)
 {
     run->model_dir = o[SH_MODEL].value;
@@ -85,24 +95,14 @@ static int read_shared_options(const cli_option *o, sample_run *run)
         return CLI_EXIT_USAGE;
     if (o[SH_ETA].value) {
         double eta;
-        if (parse_double("eta", o[SH_ETA].value, 0.0, 1.0, &eta) != 0)
+        if (parse_double("eta", o[SH_ETA].value, 0.0, 1.0, &eta) != 0 || only_for_ddim(run, "eta") != CLI_EXIT_OK)
             return CLI_EXIT_USAGE;
-        if (run->job.sampler != DDPM_SAMPLER_DDIM) {
-            cli_error("%s: --eta is only for --sampler ddim (the sampler is %s)", run->label,
-                      ddpm_sampler_name(run->job.sampler));
-            return CLI_EXIT_USAGE;
-        }
         run->job.eta = (float)eta;
     }
-    if (o[SH_ETA_T_MAX].value) {
-        if (parse_int("eta-t-max", o[SH_ETA_T_MAX].value, 0, 1000000, &run->job.eta_t_max) != 0)
-            return CLI_EXIT_USAGE;
-        if (run->job.sampler != DDPM_SAMPLER_DDIM) {
-            cli_error("%s: --eta-t-max is only for --sampler ddim (the sampler is %s)", run->label,
-                      ddpm_sampler_name(run->job.sampler));
-            return CLI_EXIT_USAGE;
-        }
-    }
+    if (o[SH_ETA_T_MAX].value &&
+        (parse_int("eta-t-max", o[SH_ETA_T_MAX].value, 0, 1000000, &run->job.eta_t_max) != 0 ||
+         only_for_ddim(run, "eta-t-max") != CLI_EXIT_OK))
+        return CLI_EXIT_USAGE;
     if (o[SH_VARIANCE].value) {
         if (parse_variance("variance", o[SH_VARIANCE].value, &run->job.variance) != 0)
             return CLI_EXIT_USAGE;
