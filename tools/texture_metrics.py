@@ -103,6 +103,14 @@ def gradient(x):
     return (a[:, :, 1:, :] - a[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
 
 
+def contrast(x):
+    """Per image: the standard deviation of its brightness, in grey levels.  A model that blends its training
+    textures, or a sampler that smooths, makes too few high-contrast images (bold stripes, dark cracks) and some
+    nearly flat ones; SWD's coarsest level sees that, this says it in grey levels."""
+    a = (x.float() + 1) * 127.5
+    return a.mean(dim=1).flatten(1).std(dim=1)
+
+
 def colour_speckle(x):
     """Per image: the fine detail of its colour, apart from its brightness.  A deterministic chain that has gone
     wrong leaves saturated red, green and blue pixels side by side; real textures keep their fine detail mostly in
@@ -179,6 +187,8 @@ def main():
         g_fake, g_real = gradient(fake), gradient(refs["held-out"])
         print(f"pixel gradient (10/50/90th percentile, grey levels): generated {q(g_fake)}; "
               f"held-out real {q(g_real)}")
+        print(f"contrast (10/50/90th percentile, grey levels): generated {q(contrast(fake))}; "
+              f"held-out real {q(contrast(refs['held-out']))}; training {q(contrast(refs['training']))}")
         # Speckle shows in some samples and not others, so a median hides it: count the images past a threshold
         # set by real crops, and say how many other real crops pass it too.
         share = lambda v, limit: float((v > limit).float().mean()) * 100
