@@ -4,6 +4,7 @@
 # Downloads the packages with apt-get download, unpacks them with dpkg -x and
 # builds DATA_DIR/textures.pt with tools/prepare_textures.py (train/held-out split).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)   # before the cd below: $0 may be a relative path
 DATA=${1:-${DDPM_DATA:-/var/cache/gimp-ddpm/work/data}}
 # gimp-data: GIMP's own patterns; gimp-data-extras: extra patterns; mypaint-data(-extras):
 # paper and canvas backgrounds. Licences are printed below and listed in the model card.
@@ -18,5 +19,4 @@ for d in *.deb; do dpkg -x "$d" "$DATA/root"; done
 for p in $PACKAGES; do
   f=$(ls "$DATA/root/usr/share/doc/$p/copyright" 2>/dev/null) && echo "licence of $p: $f"
 done
-here=$(cd "$(dirname "$0")" && pwd)
 python3 "$here/prepare_textures.py" "$DATA/root" "$DATA/textures.pt"
