@@ -28,8 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from unet_ref import Conv, UNet2DModel, load_model_dir, save_model_dir  # noqa: E402
 
 
-def identity_resnet(r, passthrough=None):
-    """Make ResnetBlock2D r the identity on its first `passthrough` input channels (all when None)."""
+def identity_resnet(r):
+    """Make ResnetBlock2D r pass its input through: conv2 = 0, and a 1x1 shortcut, if it has one, that copies the
+    first input channels (an up block's current features, ahead of its skip) and drops the rest."""
     with torch.no_grad():
         r.conv2.weight.zero_()
         r.conv2.bias.zero_()
@@ -37,7 +38,7 @@ def identity_resnet(r, passthrough=None):
             cout = r.conv_shortcut.weight.shape[0]
             r.conv_shortcut.weight.zero_()
             r.conv_shortcut.bias.zero_()
-            r.conv_shortcut.weight[:, :passthrough or cout, 0, 0] = torch.eye(cout)
+            r.conv_shortcut.weight[:, :cout, 0, 0] = torch.eye(cout)
 
 
 def old_name(key, L):
@@ -69,7 +70,7 @@ def deepen(old, seed=0):
     for b in new.down_blocks:
         identity_resnet(b.resnets[L])
     for b in new.up_blocks:
-        identity_resnet(b.resnets[1], passthrough=b.resnets[1].conv2.weight.shape[0])
+        identity_resnet(b.resnets[1])
     return new
 
 
