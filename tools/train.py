@@ -13,8 +13,10 @@ rate.  An exponential moving average of the weights (with the usual warm-up of
 its decay) is what ships.
 
 The run folder holds ckpt.pt (resumable: model, EMA, optimiser, step, RNG,
-elapsed time), log.tsv (step, hours, loss, SWD) and ema/ (the EMA model as a
-diffusers folder, F32).  Rerunning the same command resumes."""
+elapsed time), log.tsv (step, hours, loss, SWD), ema/ (the EMA model as a
+diffusers folder, F32) and, with --snapshot-every, snapshots/ (the weights
+themselves every N steps, for tools/posthoc_ema.py).  Rerunning the same command
+resumes."""
 import argparse
 import json
 import math
@@ -152,6 +154,18 @@ def save_atomic(obj, path):
     os.replace(path + ".tmp", path)
 
 
+def save_snapshot(model, run, step):
+    """The weights themselves at this step: one EMA decay fixed before training cannot be chosen by measurement,
+    an average of snapshots can (Karras et al. 2024, "post-hoc EMA")."""
+    from safetensors.torch import save_file
+    folder = os.path.join(run, "snapshots")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"step_{step:06d}.safetensors")
+    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()}, path + ".tmp",
+              metadata={"step": str(step)})
+    os.replace(path + ".tmp", path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="textures.pt (tools/fetch_textures.sh)")
@@ -190,6 +204,9 @@ def main():
     ap.add_argument("--bf16", type=int, default=1, help="bfloat16 autocast for the forward pass (weights, "
                     "optimiser and EMA stay float32); about 2x faster on CPUs with AMX/AVX512-BF16")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                    help="also keep the weights themselves every N steps (F32, RUN/snapshots/step_NNNNNN.safetensors), "
+                    "so that tools/posthoc_ema.py can average them afterwards with any EMA length (0 = off)")
     ap.add_argument("--eval-every", type=int, default=2000)
     ap.add_argument("--hours", type=float, default=0, help="stop after this many hours of this process (0 = no limit)")
     ap.add_argument("--export", help="write the EMA weights (F16) as a diffusers folder here and exit")
@@ -310,6 +327,8 @@ def main():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
         loss_avg = simple if loss_avg is None else 0.99 * loss_avg + 0.01 * simple
+        if a.snapshot_every and step % a.snapshot_every == 0:
+            save_snapshot(model, a.run, step)
 
         # Training time counts optimiser steps only: a step that took over a minute was the process being
         # paused (kill -STOP while a benchmark or a measurement runs), and the evaluation below is not training.
