@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The model card's quality protocol for one model folder, end to end:
+#
+#   tools/gimp3-env --python [env VAR=VALUE...] tools/measure_model.sh MODEL OUT [SET...]
+#
+# SET is any of  a      tileable, seeds 1-256
+#                b      tileable, seeds 257-512
+#                plain  not tileable, seeds 1-256
+#                joint  a and b scored together, 512 images against 512 crops
+# (default: a b plain joint).  Each set is 256 independent 64x64 images made by
+# the C engine at its default settings (extra `ddpm generate` options go in
+# $GEN_OPTS), written to OUT/SET/, then scored by tools/texture_metrics.py
+# against held-out and training crops; the scores go to OUT/SET.txt and the
+# SWD lines to the terminal.  Images already in OUT/SET/ are kept, so an
+# interrupted run resumes.  $DDPM (default build/cli/ddpm) and $DATA (default
+# /var/cache/gimp-ddpm/work/data/textures.pt) locate the CLI and the data.
+# $PAUSE_PID, a training process, is stopped while this runs and continued
+# after: beside it, both ran at a third of their speed.  (gimp3-env clears the
+# environment, hence the `env` form above.)
+set -euo pipefail
+[ $# -ge 2 ] || { sed -n '2,20p' "$0"; exit 2; }
+model=$1 out=$2; shift 2
+sets=${*:-a b plain joint}
+DDPM=${DDPM:-build/cli/ddpm}
+DATA=${DATA:-/var/cache/gimp-ddpm/work/data/textures.pt}
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -n "${PAUSE_PID:-}" ]; then
+  kill -STOP "$PAUSE_PID"
+  trap 'kill -CONT "$PAUSE_PID"' EXIT
+fi
+
+make_set() {  # dir, first seed, tileable (1/0)
+  local dir=$1 first=$2 tile=$3 s
+  mkdir -p "$dir"
+  for s in $(seq "$first" $((first + 255))); do
+    [ -s "$dir/$s.png" ] && continue
+    "$DDPM" generate --model "$model" --size 64x64 --seed "$s" $([ "$tile" = 1 ] && echo --tileable) \
+      ${GEN_OPTS:-} --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
+    mv "$dir/$s.png.tmp.png" "$dir/$s.png"
+  done
+}
+
+score() {  # dir, label, crops per reference set
+  python3 "$here/texture_metrics.py" --real "$DATA" --fake "$1" --n "$3" >"$out/$2.txt"
+  echo "$2: $(grep -i 'swd' "$out/$2.txt" | tr '\n' ' ')"
+}
+
+for set in $sets; do
+  case $set in
+    a) make_set "$out/a" 1 1; score "$out/a" a 256 ;;
+    b) make_set "$out/b" 257 1; score "$out/b" b 256 ;;
+    plain) make_set "$out/plain" 1 0; score "$out/plain" plain 256 ;;
+    joint)
+      make_set "$out/a" 1 1; make_set "$out/b" 257 1
+      mkdir -p "$out/joint"
+      for f in "$out"/a/*.png; do ln -sf "../a/$(basename "$f")" "$out/joint/a$(basename "$f")"; done
+      for f in "$out"/b/*.png; do ln -sf "../b/$(basename "$f")" "$out/joint/b$(basename "$f")"; done
+      score "$out/joint" joint 512 ;;
+    *) echo "measure_model: unknown set '$set' (a, b, plain, joint)" >&2; exit 2 ;;
+  esac
+done
