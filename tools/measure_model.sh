@@ -18,7 +18,7 @@
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,20p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
