@@ -84,17 +84,15 @@ class Conv(nn.Conv2d):
             p = (p, p, p, p)
         if any(p):
             x = F.pad(x, p, mode="circular" if Conv.circular else "constant")
-        w, b = self.weight, self.bias
-        if w.shape[0] < 16:
-            # oneDNN's backward-data pass for a convolution with 3 output channels (conv_out) returns NaN for
-            # some batches on an AMD EPYC with AVX-512 (10 of 12 batches in bf16, 4 of 12 in float32; still 3 of
-            # 12 in bf16 when widened to 8): widened with zero filters to 16 outputs, then cut back, it is exact
-            # and was finite on 72 of 72 batches.
-            w = torch.cat([w, w.new_zeros((16 - w.shape[0],) + w.shape[1:])])
-            b = None if b is None else torch.cat([b, b.new_zeros(16 - b.shape[0])])
-            return F.conv2d(x, w, b, self.stride)[:, :self.weight.shape[0]]
-        return F.conv2d(x, w, b, self.stride)
-
+        w, b, n = self.weight, self.bias, self.weight.shape[0]
+        if n < 16:
+            # oneDNN's backward-data pass for a convolution with 3 output channels (conv_out) is wrong on an AMD
+            # EPYC with AVX-512: 96 % of the input gradient off against a float64 reference, and sometimes NaN
+            # (float32 and bf16 alike; widened to 8 still NaN in 3 of 12 bf16 batches).  Widened with zero
+            # filters to 16 outputs, then cut back, it is exact (2e-7) and was finite on 72 of 72 batches.
+            w = torch.cat([w, w.new_zeros((16 - n,) + w.shape[1:])])
+            b = None if b is None else torch.cat([b, b.new_zeros(16 - n)])
+        return F.conv2d(x, w, b, self.stride)[:, :n]
 
 class ResnetBlock2D(nn.Module):
     """spec 3.4: norm1-SiLU-conv1 + time, norm2-SiLU-conv2, plus shortcut."""
