@@ -167,9 +167,12 @@ static void print_settings(const sample_run *run, const char *what, const char *
                  (double)run->job.eta, run->job.eta_t_max);
     else
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
-    fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s, model %s\n", run->label, what,
+    char period[64] = "";
+    if (run->job.period)
+        snprintf(period, sizeof period, ", period %d refined from t = %d", run->job.period, run->job.period_t);
+    fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s%s, model %s\n", run->label, what,
             run->job.steps, sampler, (unsigned long long)run->job.seed, run->job.tileable ? ", tileable" : "",
-            model_dir);
+            period, model_dir);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -267,7 +270,10 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
     const ddpm_scheduler_config *sc = cli_scheduler(m);
     if (!run->variance_given)
         run->job.variance = sc->variance_type;
-    if (in && run->job.timestep > sc->num_train_timesteps) {
+    if (run->job.period && run->job.period_t > sc->num_train_timesteps) {
+        cli_error("generate: --period-t %d is more than T = %d", run->job.period_t, sc->num_train_timesteps);
+        rc = CLI_EXIT_USAGE;
+    } else if (in && run->job.timestep > sc->num_train_timesteps) {
         cli_error("refine: --t %d is more than T = %d", run->job.timestep, sc->num_train_timesteps);
         rc = CLI_EXIT_USAGE;
     }
@@ -303,17 +309,28 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
 
 int cmd_generate(int argc, char **argv)
 {
-    enum { G_SIZE, G_OUTPUT, G_SHARED, G_COUNT = G_SHARED + SH_COUNT };
+    enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_SHARED, G_COUNT = G_SHARED + SH_COUNT };
     cli_option options[G_COUNT] = {
         [G_SIZE]   = { "size", "WxH", "image width x height in pixels (required)", NULL },
         [G_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
+        [G_PERIOD] = { "period", "P", "period-first: a PxP texture, repeated and refined (see above; "
+                       "0 = off, default)", NULL },
+        [G_PERIOD_T] = { "period-t", "T", "timestep the repeated period is refined from (default "
+                         TEXT(DDPM_DEFAULT_PERIOD_T) ")", NULL },
     };
     memcpy(options + G_SHARED, shared_options, sizeof shared_options);
     char description[2048];
     snprintf(description, sizeof description,
              "Sample a new image: x_T ~ N(0, I), then K reverse steps of the respaced chain.\n"
              "Sizes that are not a multiple of the model's stride are computed at the next\n"
-             "multiple and cropped.\n\n%s\n\n%s", sampler_help, output_help);
+             "multiple and cropped.\n\n"
+             "Period-first (--period P): the shipped model learnt from crops of 48 to 64\n"
+             "pixels, and a larger image drifts from one texture to another.  With a period\n"
+             "it first generates a PxP tileable texture (P a multiple of 8), repeats it over\n"
+             "the image and refines the whole from --period-t (larger: less repetition,\n"
+             "less of the period kept).  With --tileable each axis takes the size nearest\n"
+             "to P that divides it.  The refine takes at most --period-t steps.\n\n"
+             "%s\n\n%s", sampler_help, output_help);
     cli_command cmd = { "generate", "--size WxH --output FILE [options]", description, options, G_COUNT };
 
     args_result parsed = args_parse(&cmd, argc, argv);
@@ -333,6 +350,18 @@ int cmd_generate(int argc, char **argv)
     if (parse_size("size", options[G_SIZE].value, IMAGE_MAX_SIDE, &width, &height) != 0)
         return CLI_EXIT_USAGE;
     int rc = read_shared_options(options + G_SHARED, &run);
+    run.job.period_t = DDPM_DEFAULT_PERIOD_T;
+    if (rc == CLI_EXIT_OK && options[G_PERIOD].value &&
+        parse_int("period", options[G_PERIOD].value, 0, IMAGE_MAX_SIDE, &run.job.period) != 0)
+        rc = CLI_EXIT_USAGE;
+    if (rc == CLI_EXIT_OK && options[G_PERIOD_T].value) {
+        if (parse_int("period-t", options[G_PERIOD_T].value, 1, 1000000, &run.job.period_t) != 0)
+            rc = CLI_EXIT_USAGE;
+        else if (!run.job.period) {
+            cli_error("generate: --period-t is only for --period P");
+            rc = CLI_EXIT_USAGE;
+        }
+    }
     if (rc == CLI_EXIT_OK)
         rc = check_output("generate", run.output);
     if (rc != CLI_EXIT_OK)

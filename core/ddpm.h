@@ -306,7 +306,26 @@ typedef struct {
     ddpm_sampler sampler;    /* DDPM (0), DDIM or DPM-Solver++ (see above) */
     float eta;               /* DDIM only: 0 .. 1                          */
     int eta_t_max;           /* DDIM only: eta from t <= eta_t_max on; 0 = every step */
+    int period;              /* generate: 0, or period-first (below)     */
+    int period_t;            /* generate with a period: t0 of its refine */
 } ddpm_job_params;
+
+#define DDPM_DEFAULT_PERIOD_T 500
+
+/* Period-first generation (period > 0).  The model learnt from 48 x 48 and
+ * 64 x 64 crops: a 64 x 64 image is one coherent texture, but a large one is
+ * made of regions that each settle on a texture of their own, and they blend
+ * into one kind of crumpled pattern whatever the seed.  With a period the job
+ * first generates a small tileable texture (the period), repeats it over the
+ * image, and refines the whole from timestep period_t with its own noise, so
+ * the image keeps the period's identity and loses its exact repetition
+ * (larger period_t: less repetition, less of the period kept).  The period is
+ * `period` pixels a side, a multiple of the model's stride; on a tileable
+ * image each axis takes the size nearest to it that divides the axis (in
+ * stride steps), so the repetition meets the wrap-around seamlessly.  An axis
+ * no longer than the period is generated whole; when both are, period is
+ * ignored.  The refine takes min(steps, period_t) steps; progress counts the
+ * period's steps, then the refine's. */
 
 /* Memory.  Before it allocates anything a job estimates its peak (the U-Net
  * plan, the sampler's images, the tile windows) and returns DDPM_ERR_MEMORY

@@ -250,14 +250,20 @@ static uint64_t job_bytes(const ddpm_model *m, int H, int W, int tile, int halo,
     return plan + windows + images;
 }
 
+static int period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px);
+
 size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int refine)
 {
     if (!m || !p || width < 1 || height < 1 || width > 65536 || height > 65536)
         return 0;
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
+    int py, px;
+    int periodic = !refine && period_shape(m, p, width, height, &py, &px);  /* ends in a refine of the whole */
     uint64_t b = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), JOB_TILE, JOB_HALO,
-                           refine, p->sampler, NULL);
+                           refine || periodic, p->sampler, NULL);
+    if (periodic)
+        b += (uint64_t)JOB_CHANNELS * height * width * sizeof(float);
     return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
 }
 
@@ -281,6 +287,25 @@ static void job_free(job_state *j)
     job_tiler_free(&j->tiler);
     free(j->x);
     memset(j, 0, sizeof *j);
+}
+
+/* DDPM_ERR_MEMORY, with the figures, when a job of this size (plus `extra`
+ * bytes of the caller's) would need more than the budget. */
+static ddpm_status check_budget(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                                int height, int refine, uint64_t extra, char *err, size_t errlen)
+{
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    size_t budget = p->memory_budget ? p->memory_budget : ddpm_job_default_memory_budget();
+    uint64_t plan = 0;
+    uint64_t need = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), tile, halo, refine,
+                              p->sampler, &plan) + extra;
+    if (need > budget)
+        return fail(err, errlen, DDPM_ERR_MEMORY,
+                    "a %dx%d image needs about %llu MiB (%llu MiB of U-Net scratch), over the memory budget of "
+                    "%zu MiB", width, height, (unsigned long long)(need >> 20), (unsigned long long)(plan >> 20),
+                    budget >> 20);
+    return DDPM_OK;
 }
 
 /* The network over the whole image, as the sampler calls it. */
@@ -318,15 +343,11 @@ static ddpm_status job_prepare(const ddpm_model *m, const ddpm_job_params *p, in
     j->W = round_up(width, info.stride);
 
     /* Refuse before allocating anything: the plan alone can be gigabytes. */
-    size_t budget = p->memory_budget ? p->memory_budget : ddpm_job_default_memory_budget();
-    uint64_t plan = 0, need = job_bytes(m, j->H, j->W, tile, halo, refine, p->sampler, &plan);
-    if (need > budget)
-        return fail(err, errlen, DDPM_ERR_MEMORY,
-                    "a %dx%d image needs about %llu MiB (%llu MiB of U-Net scratch), over the memory budget of "
-                    "%zu MiB", width, height, (unsigned long long)(need >> 20), (unsigned long long)(plan >> 20),
-                    budget >> 20);
+    ddpm_status s = check_budget(m, p, tile, halo, width, height, refine, 0, err, errlen);
+    if (s != DDPM_OK)
+        return s;
 
-    ddpm_status s = ddpm_schedule_init(&j->schedule, info.scheduler, err, errlen);
+    s = ddpm_schedule_init(&j->schedule, info.scheduler, err, errlen);
     if (s == DDPM_OK)
         s = job_tiler_init(&j->tiler, JOB_CHANNELS, j->H, j->W, tile, halo, info.stride, p->tileable,
                            ddpm_unet_predict, NULL, err, errlen);
@@ -365,12 +386,133 @@ static void pad(const float *src, int height, int width, float *dst, int H, int 
         }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Period-first generation (see ddpm.h)                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The period along an axis of S pixels (S a multiple of the stride).  A
+ * tileable image must hold a whole number of periods, or its wrap-around
+ * would cut one short: take the multiple of the stride nearest to `period`
+ * that divides S.  A plain image takes the period as asked. */
+static int axis_period(int S, int period, int stride, int tileable)
+{
+    if (period >= S)
+        return S;
+    if (!tileable)
+        return period;
+    int best = S;
+    for (int q = stride; q < S; q += stride)
+        if (S % q == 0 && abs(q - period) < abs(best - period))
+            best = q;
+    return best;
+}
+
+/* The period's size for a width x height job; 0 when the job has no period
+ * or the period covers the whole image (then it is an ordinary generate). */
+static int period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px)
+{
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    if (p->period <= 0)
+        return 0;
+    int H = round_up(height, info.stride), W = round_up(width, info.stride);
+    *py = axis_period(H, p->period, info.stride, p->tileable);
+    *px = axis_period(W, p->period, info.stride, p->tileable);
+    return *py < H || *px < W;
+}
+
+/* The refine's noise must not repeat the period's: both address noise by
+ * pixel, so with one seed the first copy of the period would be re-noised
+ * with the very noise it was drawn from.  A different key gives independent
+ * streams (any fixed odd constant would do). */
+static uint64_t period_refine_seed(uint64_t seed)
+{
+    return seed ^ 0x9e3779b97f4a7c15ull;
+}
+
+/* Progress over two chains: the period's steps, then the refine's. */
+typedef struct {
+    ddpm_progress_fn progress;
+    void *ctx;
+    int done, total;
+} two_chains;
+
+static int two_chains_progress(void *ctx, int step, int total)
+{
+    (void)total;
+    two_chains *c = ctx;
+    return c->progress ? c->progress(c->ctx, c->done + step, c->total) : 0;
+}
+
+static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo,
+                                         int width, int height, int py, int px, ddpm_progress_fn progress,
+                                         void *progress_ctx, float *out, char *err, size_t errlen)
+{
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    int T = info.scheduler->num_train_timesteps;
+    if (p->period % info.stride)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d must be a multiple of %d, the model's stride",
+                    p->period, info.stride);
+    if (p->period_t < 1 || p->period_t > T)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "period timestep must be between 1 and %d (got %d)", T,
+                    p->period_t);
+    if (p->steps < 1 || p->steps > T)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "steps must be between 1 and %d (got %d)", T, p->steps);
+
+    /* The refine over the whole image is the larger part: refuse before the period if it cannot run. */
+    size_t image = (size_t)JOB_CHANNELS * height * width;
+    ddpm_status s = check_budget(m, p, tile, halo, width, height, 1, (uint64_t)image * sizeof(float), err,
+                                 errlen);
+    if (s != DDPM_OK)
+        return s;
+
+    ddpm_job_params period = *p, refine = *p;
+    period.period = 0;
+    period.tileable = 1;                 /* it is repeated, so it must wrap around */
+    refine.period = 0;
+    refine.timestep = p->period_t;
+    refine.steps = p->steps < p->period_t ? p->steps : p->period_t;
+    refine.seed = period_refine_seed(p->seed);
+    two_chains chains = { progress, progress_ctx, 0, period.steps + refine.steps };
+
+    float *cell = malloc((size_t)JOB_CHANNELS * py * px * sizeof(float));
+    float *x0 = malloc(image * sizeof(float));
+    if (!cell || !x0) {
+        free(cell);
+        free(x0);
+        return fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", width, height);
+    }
+    /* 1. The period: a px x py tileable texture from x_T. */
+    s = job_generate_tiled(m, &period, tile, halo, px, py, two_chains_progress, &chains, cell, err, errlen);
+    /* 2. Repeat it over the image. */
+    if (s == DDPM_OK)
+        for (int c = 0; c < JOB_CHANNELS; c++)
+            for (int y = 0; y < height; y++)
+                for (int x = 0; x < width; x++)
+                    x0[((size_t)c * height + y) * width + x] = cell[((size_t)c * py + y % py) * px + x % px];
+    /* 3. Refine the whole: x_t0 = q_sample(repeated period, t0), then t0 .. 0. */
+    chains.done = period.steps;
+    if (s == DDPM_OK)
+        s = job_refine_tiled(m, &refine, tile, halo, width, height, x0, NULL, two_chains_progress, &chains, out,
+                             err, errlen);
+    free(cell);
+    free(x0);
+    return s;
+}
+
 ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
                                int height, ddpm_progress_fn progress, void *progress_ctx, float *out, char *err,
                                size_t errlen)
 {
     if (!out)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing output");
+    if (!m || !p)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing model or parameters");
+    int py, px;
+    if (width >= 1 && height >= 1 && width <= 65536 && height <= 65536 && period_shape(m, p, width, height, &py, &px))
+        return job_generate_periodic(m, p, tile, halo, width, height, py, px, progress, progress_ctx, out, err,
+                                     errlen);
     job_state j;
     ddpm_status s = job_prepare(m, p, tile, halo, width, height, 0, &j, err, errlen);
     if (s != DDPM_OK)

@@ -10,6 +10,7 @@
  *   - the ranges of steps and timestep follow the chosen model's T
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
  *   - variance is only for the DDPM sampler, eta and eta-t-max only for DDIM
+ *   - generate: the period's noise level only with a period
  *
  * Mnemonics avoid the letters of the dialog's own buttons (_Reset, _Cancel,
  * _OK, _Load/_Save Settings, _Help): r c o l s h.
@@ -212,6 +213,20 @@ only_for_sampler (GimpProcedureDialog *dlg,
   gimp_procedure_dialog_set_sensitive_if_in (dlg, property, NULL, "sampler", values, TRUE);
 }
 
+/* "period-t" means something only when "period" is not 0. */
+static void
+only_without_period (GimpProcedureDialog *dlg)
+{
+  GimpValueArray *values = gimp_value_array_new (1);
+  GValue          value  = G_VALUE_INIT;
+
+  g_value_init (&value, G_TYPE_INT);
+  g_value_set_int (&value, 0);
+  gimp_value_array_append (values, &value);
+  g_value_unset (&value);
+  gimp_procedure_dialog_set_sensitive_if_in (dlg, "period-t", NULL, "period", values, FALSE);
+}
+
 static void
 make_horizontal (GtkWidget *box)
 {
@@ -286,7 +301,9 @@ ddpm_dialog_run (GimpProcedure       *procedure,
     {
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
                                   "sampler", "eta", "eta-t-max", "variance",
-                                  "seed-box", "tileable", "model-help", NULL);
+                                  "seed-box", "tileable", "period", "period-t",
+                                  "model-help", NULL);
+      only_without_period (dlg);
     }
   only_for_sampler (dlg, "variance", "ddpm");
   only_for_sampler (dlg, "eta", "ddim");

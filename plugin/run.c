@@ -253,6 +253,7 @@ ddpm_generate_run (GimpProcedure        *procedure,
       status = GIMP_PDB_CALLING_ERROR;
       goto fail;
     }
+  g_object_get (config, "period", &p.period, "period-t", &p.period_t, NULL);
   planes = alloc_planes (width, height, &error);
   if (! planes)
     goto fail;

@@ -7,18 +7,24 @@
 #                b      tileable, seeds 257-512
 #                plain  not tileable, seeds 1-256
 #                joint  a and b scored together, 512 images against 512 crops
-# (default: a b plain joint).  Each set is 256 independent 64x64 images made by
-# the C engine at its default settings (extra `ddpm generate` options go in
-# $GEN_OPTS), written to OUT/SET/, then scored by tools/texture_metrics.py
-# against held-out and training crops; the scores go to OUT/SET.txt and the
-# SWD lines to the terminal.  Images already in OUT/SET/ are kept, so an
-# interrupted run resumes.  $DDPM (default build/cli/ddpm) and $DATA (default
-# /var/cache/gimp-ddpm/work/data/textures.pt) locate the CLI and the data.
+#                big    tileable, 128 images of 256x256, seeds 1-128
+#                bigplain  not tileable, the same
+# (default: a b plain joint).  Each of a, b and plain is 256 independent 64x64
+# images made by the C engine at its default settings (extra `ddpm generate`
+# options go in $GEN_OPTS), written to OUT/SET/, then scored by
+# tools/texture_metrics.py against held-out and training crops; the scores go
+# to OUT/SET.txt and the SWD lines to the terminal.  The big sets, closer to
+# what artists make, are scored twice: cut into 64x64 tiles against real
+# 256x256 crops cut the same way (OUT/SET.txt), and whole on 5 pyramid levels,
+# which see structure up to about 112 px (OUT/SET-whole.txt).  Images already
+# in OUT/SET/ are kept, so an interrupted run resumes.  $DDPM (default
+# build/cli/ddpm) and $DATA (default /var/cache/gimp-ddpm/work/data/textures.pt)
+# locate the CLI and the data.
 # $PAUSE_PID, a training process, is stopped while this runs and continued
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,25p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -29,20 +35,26 @@ if [ -n "${PAUSE_PID:-}" ]; then
   trap 'kill -CONT "$PAUSE_PID"' EXIT
 fi
 
-make_set() {  # dir, first seed, tileable (1/0)
-  local dir=$1 first=$2 tile=$3 s
+make_set() {  # dir, first seed, tileable (1/0), [size, count]
+  local dir=$1 first=$2 tile=$3 size=${4:-64} count=${5:-256} s
   mkdir -p "$dir"
-  for s in $(seq "$first" $((first + 255))); do
+  for s in $(seq "$first" $((first + count - 1))); do
     [ -s "$dir/$s.png" ] && continue
-    "$DDPM" generate --model "$model" --size 64x64 --seed "$s" $([ "$tile" = 1 ] && echo --tileable) \
+    "$DDPM" generate --model "$model" --size "${size}x$size" --seed "$s" $([ "$tile" = 1 ] && echo --tileable) \
       ${GEN_OPTS:-} --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
     mv "$dir/$s.png.tmp.png" "$dir/$s.png"
   done
 }
 
-score() {  # dir, label, crops per reference set
-  python3 "$here/texture_metrics.py" --real "$DATA" --fake "$1" --n "$3" >"$out/$2.txt"
-  echo "$2: $(grep -i 'swd' "$out/$2.txt" | tr '\n' ' ')"
+score() {  # dir, label, crops per reference set, [texture_metrics options]
+  local dir=$1 label=$2 n=$3; shift 3
+  python3 "$here/texture_metrics.py" --real "$DATA" --fake "$dir" --n "$n" "$@" >"$out/$label.txt"
+  echo "$label: $(grep -i 'swd' "$out/$label.txt" | tr '\n' ' ')"
+}
+
+score_big() {  # dir, label
+  score "$1" "$2" 2048 --image-size 256
+  score "$1" "$2-whole" 128 --size 256 --levels 5
 }
 
 for set in $sets; do
@@ -56,6 +68,8 @@ for set in $sets; do
       for f in "$out"/a/*.png; do ln -sf "../a/$(basename "$f")" "$out/joint/a$(basename "$f")"; done
       for f in "$out"/b/*.png; do ln -sf "../b/$(basename "$f")" "$out/joint/b$(basename "$f")"; done
       score "$out/joint" joint 512 ;;
-    *) echo "measure_model: unknown set '$set' (a, b, plain, joint)" >&2; exit 2 ;;
+    big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
+    bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
+    *) echo "measure_model: unknown set '$set' (a, b, plain, joint, big, bigplain)" >&2; exit 2 ;;
   esac
 done

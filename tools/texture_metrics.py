@@ -141,47 +141,70 @@ def real_crops(items, n, size, seed):
     return torch.stack(out)
 
 
+def tiles(x, size):
+    """[N,3,H,W] -> the size x size tiles of every image, image by image, row by row."""
+    n, c, h, w = x.shape
+    x = x[:, :, :h - h % size, :w - w % size].unfold(2, size, size).unfold(3, size, size)
+    return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, size, size)
+
+
+def real_tiles(items, n, size, image_size, seed):
+    """n tiles of size x size cut from n / k crops of image_size x image_size (k tiles each): the real counterpart of
+    large generated images cut into tiles.  The tiles of one image are alike, so a set of them covers fewer textures
+    than n independent crops and scores higher against any reference; comparing like with like keeps the floor
+    meaningful."""
+    k = (image_size // size) ** 2
+    return tiles(real_crops(items, n // k, image_size, seed), size)
+
+
 def load_pngs(folder, size):
     from PIL import Image
     ims = []
     for f in sorted(glob.glob(os.path.join(folder, "*.png"))):
         a = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 127.5 - 1
-        t = torch.from_numpy(a).permute(2, 0, 1)
-        for y in range(0, t.shape[1] - size + 1, size):          # cut big samples into tiles
-            for x in range(0, t.shape[2] - size + 1, size):
-                ims.append(t[:, y:y + size, x:x + size])
-    return torch.stack(ims)
+        ims.append(tiles(torch.from_numpy(a).permute(2, 0, 1)[None], size))   # cut big samples into tiles
+    return torch.cat(ims)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="textures.pt from tools/fetch_textures.sh")
     ap.add_argument("--fake", help="folder of generated PNGs")
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=64, help="tile size scored (default 64)")
+    ap.add_argument("--image-size", type=int, default=0, metavar="S",
+                    help="the generated images are S x S, cut into tiles: cut the real references from S x S crops "
+                    "the same way (default: the tile size, independent crops)")
+    ap.add_argument("--levels", type=int, default=3,
+                    help="Laplacian pyramid levels (default 3; 5 with --size 256 sees structure up to about 112 px)")
     ap.add_argument("--n", type=int, default=256, help="crops in each real reference set")
     ap.add_argument("--baselines", type=int, default=0, metavar="N",
                     help="also print the references for generated sets of N images, averaged over 5 draws")
     a = ap.parse_args()
     data = torch.load(a.real, weights_only=False)
-    refs = {"held-out": real_crops(data["heldout"], a.n, a.size, seed=1),
-            "training": real_crops(data["train"], a.n, a.size, seed=1)}
+    image_size = a.image_size or a.size
+    if image_size % a.size or a.n % (image_size // a.size) ** 2:
+        ap.error("--image-size must be a multiple of --size, and --n a multiple of the tiles in one image")
+    score = lambda real, fake: swd(real, fake, levels=a.levels)  # noqa: E731
+    crops = lambda items, n, size, seed: real_tiles(items, n, size, image_size, seed)  # noqa: E731
+    refs = {"held-out": crops(data["heldout"], a.n, a.size, seed=1),
+            "training": crops(data["train"], a.n, a.size, seed=1)}
     if a.baselines:
         n, draws = a.baselines, range(5)
-        held = [swd(refs["held-out"], real_crops(data["heldout"], n, a.size, seed=100 + d))[0] for d in draws]
-        train = [swd(refs["held-out"], real_crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
-        tt = [swd(refs["training"], real_crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
+        held = [score(refs["held-out"], crops(data["heldout"], n, a.size, seed=100 + d))[0] for d in draws]
+        train = [score(refs["held-out"], crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
+        tt = [score(refs["training"], crops(data["train"], n, a.size, seed=100 + d))[0] for d in draws]
         ms = lambda v: f"{np.mean(v):.0f} +- {np.std(v):.0f}"
         print(f"{n} held-out crops vs held-out (floor)           SWD {ms(held)}")
         print(f"{n} training crops vs held-out (the training set) SWD {ms(train)}")
         print(f"{n} training crops vs training (floor)           SWD {ms(tt)}")
-        real2 = real_crops(data["heldout"], n, a.size, seed=2)
-        print(f"ceiling vs held-out: noise {swd(refs['held-out'], torch.randn_like(real2).clamp(-1, 1))[0]:.0f}, "
-              f"flat colour {swd(refs['held-out'], real2.mean(dim=(2, 3), keepdim=True).expand_as(real2))[0]:.0f}, "
-              f"blurred {swd(refs['held-out'], _blur(_blur(_blur(real2))))[0]:.0f}")
+        real2 = crops(data["heldout"], n, a.size, seed=2)
+        print(f"ceiling vs held-out: noise {score(refs['held-out'], torch.randn_like(real2).clamp(-1, 1))[0]:.0f}, "
+              f"flat colour {score(refs['held-out'], real2.mean(dim=(2, 3), keepdim=True).expand_as(real2))[0]:.0f}, "
+              f"blurred {score(refs['held-out'], _blur(_blur(_blur(real2))))[0]:.0f}")
     if a.fake:
         fake = load_pngs(a.fake, a.size)
         for name, real in refs.items():
-            m, per = swd(real, fake)
+            m, per = score(real, fake)
             print(f"SWD vs {name} {m:.0f}  (levels: {', '.join(f'{p:.0f}' for p in per)})  on {len(fake)} tiles")
         q = lambda v: ", ".join(f"{t:.0f}" for t in np.percentile(v.numpy(), [10, 50, 90]))
         g_fake, g_real = gradient(fake), gradient(refs["held-out"])
@@ -192,8 +215,8 @@ def main():
         # Speckle shows in some samples and not others, so a median hides it: count the images past a threshold
         # set by real crops, and say how many other real crops pass it too.
         share = lambda v, limit: float((v > limit).float().mean()) * 100
-        others = {"held-out": real_crops(data["heldout"], a.n, a.size, seed=2),
-                  "training": real_crops(data["train"], a.n, a.size, seed=2)}
+        others = {"held-out": crops(data["heldout"], a.n, a.size, seed=2),
+                  "training": crops(data["train"], a.n, a.size, seed=2)}
         p95 = float(np.percentile(g_real.numpy(), 95))
         print(f"rougher than 95 % of held-out crops (gradient > {p95:.0f}): {share(g_fake, p95):.0f} % of "
               f"generated images; other real crops: {share(gradient(others['held-out']), p95):.0f} % held-out, "

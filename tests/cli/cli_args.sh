@@ -103,6 +103,12 @@ for bad in -1 abc 1.5 ""; do
     expect_one_line_error 2 "--eta-t-max" $gen --size 8x8 --eta-t-max "$bad"
 done
 expect 0 "--eta-t-max T" generate --help
+expect 0 "--period P" generate --help
+expect_one_line_error 2 "--period-t is only for --period P" $gen --size 8x8 --period-t 300
+for bad in -8 abc 1.5 ""; do
+    expect_one_line_error 2 "--period" $gen --size 8x8 --period "$bad"
+done
+expect_one_line_error 2 "--period-t" $gen --size 8x8 --period 16 --period-t 0
 expect_one_line_error 2 "--threads" $gen --size 8x8 --threads -1
 expect_one_line_error 2 "--memory-budget" $gen --size 8x8 --memory-budget -5
 

@@ -4,7 +4,8 @@
  *              -> identical bytes, other seed -> different; any thread count
  *              -> identical; the .safetensors output maps to the PNG's pixels
  *              through ddpm_to_u8; Ctrl-C -> exit 130, output left unchanged;
- *              --sampler / --eta reach the job (the PNG is ddpm_job_generate's)
+ *              --sampler / --eta / --period reach the job (the PNG is
+ *              ddpm_job_generate's)
  *   refine     RGBA PNG + mask: alpha kept, black part of the mask unchanged,
  *              white part changed; .safetensors in and out; mask of the
  *              wrong size -> exit 2
@@ -273,7 +274,47 @@ static void test_generate_refused(int T)
     CHECK(log_contains("is more than T ="), "steps > T not explained");
     RUN(1, "generate", "--model", model_dir, "--size", "256x256", "--memory-budget", "1", "--output", out);
     CHECK(log_contains("memory budget"), "memory budget refusal not explained");
+    RUN(2, "generate", "--model", model_dir, "--size", "64x64", "--period", "12", "--output", out);
+    CHECK(log_contains("must be a multiple of 8"), "a period off the stride not explained");
+    snprintf(steps, sizeof steps, "%d", T + 1);
+    RUN(2, "generate", "--model", model_dir, "--size", "64x64", "--period", "16", "--period-t", steps, "--output",
+        out);
+    CHECK(log_contains("--period-t") && log_contains("is more than T ="), "period-t > T not explained");
     CHECK(access(out, F_OK) != 0, "a refused run wrote its output");
+}
+
+/* --period and --period-t reach the job: the PNG is exactly ddpm_job_generate's
+ * period-first image, which is not the plain one. */
+static void test_period(const ddpm_model *m)
+{
+    enum { PW = 48, PH = 32 };
+    ddpm_model_info mi;
+    ddpm_model_get_info(m, &mi);
+    const char *out = path_in_scratch("period.png"), *plain = path_in_scratch("period-plain.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--period", "16", "--period-t", "300", "--output", out);
+    CHECK(log_contains("period 16 refined from t = 300"), "the period is not printed");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--output", plain);
+    CHECK(!same_file(out, plain), "--period 16 gave the plain image");
+    ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1, .tileable = 1,
+                         .sampler = DDPM_DEFAULT_SAMPLER, .eta = (float)DDPM_DEFAULT_ETA,
+                         .eta_t_max = DDPM_DEFAULT_ETA_T_MAX, .period = 16, .period_t = 300};
+    float *x = malloc(3 * PW * PH * sizeof(float));
+    char err[512] = "";
+    image_u8 img;
+    int ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
+             image_read_png(out, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+    CHECK(ok, "period: %s", err);
+    if (ok) {
+        int differ = 0;
+        for (int i = 0; i < PW * PH; i++)
+            for (int ch = 0; ch < 3; ch++)
+                differ += ddpm_to_u8(x[ch * PW * PH + i]) != img.pixels[3 * i + ch];
+        CHECK(differ == 0, "--period 16 --period-t 300: %d values differ from ddpm_job_generate", differ);
+        image_free(&img);
+    }
+    free(x);
 }
 
 /* The raw tensor output, mapped with ddpm_to_u8, is the PNG output. */
@@ -656,6 +697,7 @@ int main(int argc, char **argv)
     test_generate();
     test_samplers(m);
     test_generate_refused(T);
+    test_period(m);
     test_generate_tensor();
     test_cancel(T);
     test_refine_png(T);

@@ -23,6 +23,11 @@
                                         #:model test-model #:width 48 #:height 32
                                         #:steps 3 #:sampler "dpm-solver++" #:seed 6)
                  "match-dpm-solver.png")
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 64 #:height 48
+                                        #:steps 3 #:seed 7 #:tileable #t
+                                        #:period 16 #:period-t refine-t)
+                 "match-period.png")
 
 ; Refine without a selection: the whole layer, as `ddpm refine` without --mask.
 (define base (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img

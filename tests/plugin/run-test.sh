@@ -198,6 +198,9 @@ case $test_name in
     check same match-ddim-every-step.png cli-ddim-every-step.png
     cli generate --size 48x32 --steps 3 --sampler dpm-solver++ --seed 6 --output "$out/cli-dpm-solver.png"
     check same match-dpm-solver.png cli-dpm-solver.png
+    cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 16 --period-t $refine_t \
+        --output "$out/cli-period.png"
+    check same match-period.png cli-period.png
     cli refine --input "$out/match-refine-in.png" --t $refine_t --steps 3 --variance posterior \
         --seed 8 --output "$out/cli-refine.png"
     check same match-refine-out.png cli-refine.png

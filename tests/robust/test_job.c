@@ -11,7 +11,11 @@
  *     here): the load refuses or the job reports DDPM_ERR_NUMERIC, and never
  *     writes the image;
  *   - tiles: a tiled run is deterministic, independent of the thread count,
- *     stays in [-1, 1], and stays close to the uncut run.
+ *     stays in [-1, 1], and stays close to the uncut run;
+ *   - period-first generation: refined from t = 1 the image repeats the
+ *     tileable generate of the period's size (fitted to a tileable image's
+ *     axes), from t = 400 it does not; progress counts both chains; cancel
+ *     and budget leave `out` untouched; bad periods are refused.
  */
 #include "ddpm.h"
 #include "job_internal.h"
@@ -448,6 +452,110 @@ static void test_tiled_runs(const ddpm_model *m)
     free(in);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Period-first generation                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Mean |out(y, x) - cell(y mod py, x mod px)| over a W x H image. */
+static double repeat_error(const float *out, int W, int H, const float *cell, int px, int py)
+{
+    double sum = 0.0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                sum += fabs((double)out[((size_t)c * H + y) * W + x] - cell[((size_t)c * py + y % py) * px + x % px]);
+    return sum / (3.0 * W * H);
+}
+
+static void test_period(const ddpm_model *m)
+{
+    /* Tileable 96 x 80 with a period of 32: 32 divides 96; of the sizes that
+     * divide 80 (8, 16, 40) 40 is the nearest, so the cell is 32 x 40. */
+    const int W = 96, H = 80, K = 3, px = 32, py = 40;
+    size_t n = (size_t)3 * W * H, cell_n = (size_t)3 * px * py;
+    char err[256] = "";
+    ddpm_job_params p = params(K, 0);
+    p.tileable = 1;
+    p.period = 32;
+    p.period_t = 1;   /* a refine from t = 1 keeps the repeated period almost exactly */
+
+    float *out = image(n, SENTINEL);
+    progress_log log = {0};
+    ddpm_status s = ddpm_job_generate(m, &p, W, H, on_progress, &log, out, err, sizeof err);
+    CHECK(s == DDPM_OK && in_range(out, n), "period run: %s '%s'", ddpm_status_name(s), err);
+    CHECK(log.total == K + 1 && log.last_step == K + 1 && log.calls == K + 1,
+          "period run: progress counted %d calls to %d of %d, expected %d steps of the period and 1 of the refine",
+          log.calls, log.last_step, log.total, K);
+
+    /* The result is the tileable generate of the cell's size, repeated. */
+    ddpm_job_params q = p;
+    q.period = 0;
+    float *cell = image(cell_n, SENTINEL);
+    s = ddpm_job_generate(m, &q, px, py, NULL, NULL, cell, err, sizeof err);
+    CHECK(s == DDPM_OK, "the period alone: %s '%s'", ddpm_status_name(s), err);
+    double e = repeat_error(out, W, H, cell, px, py);
+    printf("period 32 of 96x80 tileable, refined from t = 1: mean |out - repeated 32x40 cell| %.4f (of 2)\n", e);
+    CHECK(e < 0.05, "the result does not repeat the 32x40 period: mean |diff| %.4f", e);
+
+    /* A larger period_t changes the image: it must not be the bare repetition. */
+    p.period_t = 400;
+    float *refined = image(n, SENTINEL);
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, refined, err, sizeof err);
+    e = repeat_error(refined, W, H, cell, px, py);
+    printf("refined from t = 400: mean |out - repeated cell| %.4f\n", e);
+    CHECK(s == DDPM_OK && e > 0.05, "refined from t = 400: %s, mean |diff| from the repetition %.4f",
+          ddpm_status_name(s), e);
+
+    /* A period that covers the image is an ordinary generate. */
+    float *whole = image(n, SENTINEL), *plain = image(n, SENTINEL);
+    p.period = 128;
+    q = p;
+    q.period = 0;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, whole, err, sizeof err);
+    ddpm_status s2 = ddpm_job_generate(m, &q, W, H, NULL, NULL, plain, err, sizeof err);
+    CHECK(s == DDPM_OK && s2 == DDPM_OK && memcmp(whole, plain, n * sizeof(float)) == 0,
+          "a period larger than the image changed the result");
+
+    /* Cancelled in either chain, or refused for memory: out is untouched. */
+    p.period = 32;
+    for (int at = 1; at <= K + 1; at += K) {
+        float *x = image(n, SENTINEL);
+        progress_log stop = { .cancel_at = at };
+        s = ddpm_job_generate(m, &p, W, H, on_progress, &stop, x, err, sizeof err);
+        CHECK(s == DDPM_CANCELLED && all_equal(x, n, SENTINEL), "period run cancelled at step %d: %s, out %s", at,
+              ddpm_status_name(s), all_equal(x, n, SENTINEL) ? "untouched" : "written");
+        free(x);
+    }
+    size_t need = ddpm_job_memory_estimate(m, &p, W, H, 0);
+    q = p;
+    q.period = 0;
+    CHECK(need > ddpm_job_memory_estimate(m, &q, W, H, 0), "the estimate does not count the period's refine");
+    p.memory_budget = need - 1;
+    float *x = image(n, SENTINEL);
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    CHECK(s == DDPM_ERR_MEMORY && all_equal(x, n, SENTINEL), "period run one byte over budget: %s",
+          ddpm_status_name(s));
+    p.memory_budget = need;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    CHECK(s == DDPM_OK, "period run at exactly its estimate: %s '%s'", ddpm_status_name(s), err);
+
+    /* Refused: a period off the stride, a period timestep past T. */
+    p.memory_budget = 0;
+    p.period = 20;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    CHECK(s == DDPM_ERR_ARGUMENT && strstr(err, "multiple of 8"), "period 20: %s '%s'", ddpm_status_name(s), err);
+    p.period = 32;
+    p.period_t = 1001;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    CHECK(s == DDPM_ERR_ARGUMENT, "period timestep 1001: %s '%s'", ddpm_status_name(s), err);
+    free(x);
+    free(out);
+    free(cell);
+    free(refined);
+    free(whole);
+    free(plain);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -470,7 +578,7 @@ int main(int argc, char **argv)
         const char *name;
         void (*run)(const ddpm_model *);
     } parts[] = {{"cancel", test_cancel}, {"budget", test_budget}, {"poisoned weights", test_poisoned_weights},
-                 {"tiled runs", test_tiled_runs}};
+                 {"tiled runs", test_tiled_runs}, {"period-first generation", test_period}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         clock_t t0 = clock();
         parts[i].run(m);
