@@ -457,8 +457,7 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     if (p->period_t < 1 || p->period_t > T)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period timestep must be between 1 and %d (got %d)", T,
                     p->period_t);
-    if (p->steps < 1 || p->steps > T)
-        return fail(err, errlen, DDPM_ERR_ARGUMENT, "steps must be between 1 and %d (got %d)", T, p->steps);
+    /* Bad steps are refused by the period's own job before it runs. */
 
     /* The refine over the whole image is the larger part: refuse before the period if it cannot run. */
     size_t image = (size_t)JOB_CHANNELS * height * width;
