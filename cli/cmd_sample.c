@@ -66,6 +66,7 @@ typedef struct {
     const char *model_dir;  /* --model, NULL = the shipped model        */
     const char *output;     /* .png or .safetensors                     */
     int variance_given;
+    int period_t_given;
     ddpm_job_params job;    /* steps = 0 until the model gives a default */
 } sample_run;
 
@@ -157,7 +158,8 @@ static int settle_steps(sample_run *run, int T, int refine)
     return CLI_EXIT_OK;
 }
 
-static void print_settings(const sample_run *run, const char *what, const char *model_dir)
+static void print_settings(const sample_run *run, const ddpm_model *m, int width, int height, int refine,
+                           const char *what, const char *model_dir)
 {
     char sampler[64];
     if (run->job.sampler == DDPM_SAMPLER_DDPM)
@@ -168,8 +170,9 @@ static void print_settings(const sample_run *run, const char *what, const char *
     else
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
     char period[64] = "";
-    if (run->job.period)
-        snprintf(period, sizeof period, ", period %d refined from t = %d", run->job.period, run->job.period_t);
+    int py, px;
+    if (!refine && ddpm_job_period_shape(m, &run->job, width, height, &py, &px))
+        snprintf(period, sizeof period, ", period %dx%d refined from t = %d", px, py, run->job.period_t);
     fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s%s, model %s\n", run->label, what,
             run->job.steps, sampler, (unsigned long long)run->job.seed, run->job.tileable ? ", tileable" : "",
             period, model_dir);
@@ -270,7 +273,11 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
     const ddpm_scheduler_config *sc = cli_scheduler(m);
     if (!run->variance_given)
         run->job.variance = sc->variance_type;
-    if (run->job.period && run->job.period_t > sc->num_train_timesteps) {
+    int py, px;
+    int periodic = !in && ddpm_job_period_shape(m, &run->job, width, height, &py, &px);
+    if (periodic && !run->period_t_given && run->job.period_t > sc->num_train_timesteps)
+        run->job.period_t = sc->num_train_timesteps;   /* the default, on a model with a shorter chain */
+    if (periodic && run->job.period_t > sc->num_train_timesteps) {
         cli_error("generate: --period-t %d is more than T = %d", run->job.period_t, sc->num_train_timesteps);
         rc = CLI_EXIT_USAGE;
     } else if (in && run->job.timestep > sc->num_train_timesteps) {
@@ -289,7 +296,7 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
         rc = CLI_EXIT_FAILURE;
     if (rc == CLI_EXIT_OK) {
         char err[CLI_ERRLEN] = "";
-        print_settings(run, what, model_dir);
+        print_settings(run, m, width, height, in != NULL, what, model_dir);
         progress bar;
         progress_start(&bar, run->label);
         ddpm_status s = in ? ddpm_job_refine(m, &run->job, width, height, in->x0, in->mask, progress_update, &bar,
@@ -314,7 +321,7 @@ int cmd_generate(int argc, char **argv)
         [G_SIZE]   = { "size", "WxH", "image width x height in pixels (required)", NULL },
         [G_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
         [G_PERIOD] = { "period", "P", "period-first: a PxP texture, repeated and refined (see above; "
-                       "0 = off, default)", NULL },
+                       "0 = off; default: the model's training size)", NULL },
         [G_PERIOD_T] = { "period-t", "T", "timestep the repeated period is refined from (default "
                          TEXT(DDPM_DEFAULT_PERIOD_T) ")", NULL },
     };
@@ -324,12 +331,14 @@ int cmd_generate(int argc, char **argv)
              "Sample a new image: x_T ~ N(0, I), then K reverse steps of the respaced chain.\n"
              "Sizes that are not a multiple of the model's stride are computed at the next\n"
              "multiple and cropped.\n\n"
-             "Period-first (--period P): the shipped model learnt from crops of 48 to 64\n"
-             "pixels, and a larger image drifts from one texture to another.  With a period\n"
-             "it first generates a PxP tileable texture (P a multiple of 8), repeats it over\n"
-             "the image and refines the whole from --period-t (larger: less repetition,\n"
-             "less of the period kept).  With --tileable each axis takes the size nearest\n"
-             "to P that divides it.  The refine takes at most --period-t steps.\n\n"
+             "Period-first, the default for images larger than the model's training size\n"
+             "(64 for the shipped model): generated whole, a larger image drifts from one\n"
+             "texture to another and every seed gives much the same pattern.  So it first\n"
+             "generates a PxP tileable texture (P a multiple of 8; --period 0: none),\n"
+             "repeats it over the image and refines the whole from --period-t (larger:\n"
+             "less repetition, less of the period kept).  With --tileable each axis takes\n"
+             "the size nearest to P that divides it.  The refine takes at most --period-t\n"
+             "steps.\n\n"
              "%s\n\n%s", sampler_help, output_help);
     cli_command cmd = { "generate", "--size WxH --output FILE [options]", description, options, G_COUNT };
 
@@ -350,15 +359,17 @@ int cmd_generate(int argc, char **argv)
     if (parse_size("size", options[G_SIZE].value, IMAGE_MAX_SIDE, &width, &height) != 0)
         return CLI_EXIT_USAGE;
     int rc = read_shared_options(options + G_SHARED, &run);
+    run.job.period = DDPM_DEFAULT_PERIOD;
     run.job.period_t = DDPM_DEFAULT_PERIOD_T;
     if (rc == CLI_EXIT_OK && options[G_PERIOD].value &&
         parse_int("period", options[G_PERIOD].value, 0, IMAGE_MAX_SIDE, &run.job.period) != 0)
         rc = CLI_EXIT_USAGE;
     if (rc == CLI_EXIT_OK && options[G_PERIOD_T].value) {
+        run.period_t_given = 1;
         if (parse_int("period-t", options[G_PERIOD_T].value, 1, 1000000, &run.job.period_t) != 0)
             rc = CLI_EXIT_USAGE;
         else if (!run.job.period) {
-            cli_error("generate: --period-t is only for --period P");
+            cli_error("generate: --period-t is not for --period 0");
             rc = CLI_EXIT_USAGE;
         }
     }

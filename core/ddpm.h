@@ -306,13 +306,16 @@ typedef struct {
     ddpm_sampler sampler;    /* DDPM (0), DDIM or DPM-Solver++ (see above) */
     float eta;               /* DDIM only: 0 .. 1                          */
     int eta_t_max;           /* DDIM only: eta from t <= eta_t_max on; 0 = every step */
-    int period;              /* generate: 0, or period-first (below)     */
+    int period;              /* generate: 0 = off, DDPM_PERIOD_MODEL or a
+                                size: period-first (below)               */
     int period_t;            /* generate with a period: t0 of its refine */
 } ddpm_job_params;
 
-#define DDPM_DEFAULT_PERIOD_T 500
+#define DDPM_PERIOD_MODEL     (-1)   /* the period is the model's training size */
+#define DDPM_DEFAULT_PERIOD   DDPM_PERIOD_MODEL
+#define DDPM_DEFAULT_PERIOD_T 400
 
-/* Period-first generation (period > 0).  The model learnt from 48 x 48 and
+/* Period-first generation (period > 0 or DDPM_PERIOD_MODEL).  The model learnt from 48 x 48 and
  * 64 x 64 crops: a 64 x 64 image is one coherent texture, but a large one is
  * made of regions that each settle on a texture of their own, and they blend
  * into one kind of crumpled pattern whatever the seed.  With a period the job
@@ -325,7 +328,15 @@ typedef struct {
  * stride steps), so the repetition meets the wrap-around seamlessly.  An axis
  * no longer than the period is generated whole; when both are, period is
  * ignored.  The refine takes min(steps, period_t) steps; progress counts the
- * period's steps, then the refine's. */
+ * period's steps, then the refine's.  period = DDPM_PERIOD_MODEL takes the
+ * size the model was trained at (its config's sample_size, rounded up to the
+ * stride; no period when the config has none): the one size at which the
+ * model makes a whole texture.  The CLI and the plug-in default to it. */
+
+/* Whether a width x height generate job with `p` runs period-first on this
+ * model, and then the period's size (py rows, px columns): what the job will
+ * do, for a front end to report. */
+int ddpm_job_period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px);
 
 /* Memory.  Before it allocates anything a job estimates its peak (the U-Net
  * plan, the sampler's images, the tile windows) and returns DDPM_ERR_MEMORY

@@ -250,7 +250,6 @@ static uint64_t job_bytes(const ddpm_model *m, int H, int W, int tile, int halo,
     return plan + windows + images;
 }
 
-static int period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px);
 
 size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int refine)
 {
@@ -259,7 +258,7 @@ size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, i
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     int py, px;
-    int periodic = !refine && period_shape(m, p, width, height, &py, &px);  /* ends in a refine of the whole */
+    int periodic = !refine && ddpm_job_period_shape(m, p, width, height, &py, &px);  /* ends in a refine of the whole */
     uint64_t b = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), JOB_TILE, JOB_HALO,
                            refine || periodic, p->sampler, NULL);
     if (periodic)
@@ -407,17 +406,30 @@ static int axis_period(int S, int period, int stride, int tileable)
     return best;
 }
 
-/* The period's size for a width x height job; 0 when the job has no period
- * or the period covers the whole image (then it is an ordinary generate). */
-static int period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px)
+/* The period side asked for: p->period, or the model's training size. */
+static int period_side(const ddpm_model *m, const ddpm_job_params *p)
 {
+    if (p->period != DDPM_PERIOD_MODEL)
+        return p->period > 0 ? p->period : 0;
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
-    if (p->period <= 0)
+    return info.sample_size > 0 ? round_up(info.sample_size, info.stride) : 0;
+}
+
+/* 0 when the job has no period or the period covers the whole image (then it
+ * is an ordinary generate). */
+int ddpm_job_period_shape(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *py, int *px)
+{
+    if (!m || !p || !py || !px || width < 1 || height < 1 || width > 65536 || height > 65536)
+        return 0;
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    int period = period_side(m, p);
+    if (period <= 0)
         return 0;
     int H = round_up(height, info.stride), W = round_up(width, info.stride);
-    *py = axis_period(H, p->period, info.stride, p->tileable);
-    *px = axis_period(W, p->period, info.stride, p->tileable);
+    *py = axis_period(H, period, info.stride, p->tileable);
+    *px = axis_period(W, period, info.stride, p->tileable);
     return *py < H || *px < W;
 }
 
@@ -451,7 +463,7 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     int T = info.scheduler->num_train_timesteps;
-    if (p->period % info.stride)
+    if (period_side(m, p) % info.stride)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d must be a multiple of %d, the model's stride",
                     p->period, info.stride);
     if (p->period_t < 1 || p->period_t > T)
@@ -508,8 +520,11 @@ ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, in
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing output");
     if (!m || !p)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing model or parameters");
+    if (p->period < 0 && p->period != DDPM_PERIOD_MODEL)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d: give 0 (none), %d (the model's size) or a size",
+                    p->period, DDPM_PERIOD_MODEL);
     int py, px;
-    if (width >= 1 && height >= 1 && width <= 65536 && height <= 65536 && period_shape(m, p, width, height, &py, &px))
+    if (ddpm_job_period_shape(m, p, width, height, &py, &px))
         return job_generate_periodic(m, p, tile, halo, width, height, py, px, progress, progress_ctx, out, err,
                                      errlen);
     job_state j;

@@ -162,13 +162,14 @@ create_generate (GimpPlugIn *plug_in)
 
   /* Added with period-first generation, after the common arguments so that
    * older positional calls keep their meaning. */
-  gimp_procedure_add_int_argument (procedure, "period", _("Period si_ze"),
-      _("Period-first generation: 0 generates the whole layer at once.  "
-        "Otherwise first a small tileable texture of this many pixels a side "
-        "(a multiple of 8), repeated over the layer and refined as a whole: "
-        "large layers then show one coherent texture instead of a blend of "
-        "several.  The shipped model learnt from crops of 48 to 64 pixels"),
-      0, GIMP_MAX_IMAGE_SIZE, 0, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "period", _("Period si_ze (-1: the model's)"),
+      _("Period-first generation: a layer larger than the period starts as "
+        "a small tileable texture of this many pixels a side (a multiple "
+        "of 8), repeated over the layer and refined as a whole, so that it "
+        "shows one coherent texture instead of a blend of several.  "
+        "-1: the size the model was trained at (64 for the shipped model); "
+        "0: generate the whole layer at once"),
+      DDPM_PERIOD_MODEL, GIMP_MAX_IMAGE_SIZE, DDPM_DEFAULT_PERIOD, G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (procedure, "period-t", _("Period _noise level"),
       _("With a period: the timestep the repeated period is noised to "
         "before the whole layer is denoised.  Higher hides the repetition "

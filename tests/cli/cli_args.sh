@@ -104,7 +104,7 @@ for bad in -1 abc 1.5 ""; do
 done
 expect 0 "--eta-t-max T" generate --help
 expect 0 "--period P" generate --help
-expect_one_line_error 2 "--period-t is only for --period P" $gen --size 8x8 --period-t 300
+expect_one_line_error 2 "--period-t is not for --period 0" $gen --size 8x8 --period 0 --period-t 300
 for bad in -8 abc 1.5 ""; do
     expect_one_line_error 2 "--period" $gen --size 8x8 --period "$bad"
 done

@@ -241,7 +241,8 @@ static void test_samplers(const ddpm_model *m)
         CHECK(!same_file(out, path_in_scratch("ddpm.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
         ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1,
                              .sampler = runs[k].value, .eta = runs[k].eta_value,
-                             .eta_t_max = runs[k].eta_t_max_value};
+                             .eta_t_max = runs[k].eta_t_max_value, .period = DDPM_DEFAULT_PERIOD,
+                             .period_t = DDPM_DEFAULT_PERIOD_T};
         char err[512] = "";
         image_u8 img;
         int ok = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
@@ -293,10 +294,17 @@ static void test_period(const ddpm_model *m)
     const char *out = path_in_scratch("period.png"), *plain = path_in_scratch("period-plain.png");
     RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
         "--period", "16", "--period-t", "300", "--output", out);
-    CHECK(log_contains("period 16 refined from t = 300"), "the period is not printed");
+    CHECK(log_contains("period 16x16 refined from t = 300"), "the period is not printed");
     RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
-        "--output", plain);
+        "--period", "0", "--output", plain);
+    CHECK(!log_contains("refined from"), "--period 0 printed a period");
     CHECK(!same_file(out, plain), "--period 16 gave the plain image");
+    /* Without --period the period is the model's training size (its config's sample_size). */
+    const char *auto_out = path_in_scratch("period-auto.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--period-t", "300", "--output", auto_out);
+    CHECK(mi.sample_size == 16 && same_file(out, auto_out),
+          "without --period: not --period 16's image (the model's sample_size is %d)", mi.sample_size);
     ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1, .tileable = 1,
                          .sampler = DDPM_DEFAULT_SAMPLER, .eta = (float)DDPM_DEFAULT_ETA,
                          .eta_t_max = DDPM_DEFAULT_ETA_T_MAX, .period = 16, .period_t = 300};

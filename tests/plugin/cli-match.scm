@@ -1,5 +1,6 @@
 ; cli-match.scm: on 8-bit RGB images the plug-in gives the same pixels as
-; `ddpm generate` / `ddpm refine` with the same settings, for every sampler.  run-test.sh runs
+; `ddpm generate` / `ddpm refine` with the same settings, for every sampler and with
+; and without a period (the default, for images larger than the model's size, is one).  run-test.sh runs
 ; the CLI with the settings below and compares the PNGs.
 
 (define img (gimp-image-new 64 48 RGB))
@@ -28,6 +29,10 @@
                                         #:steps 3 #:seed 7 #:tileable #t
                                         #:period 16 #:period-t refine-t)
                  "match-period.png")
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 64 #:height 48
+                                        #:steps 3 #:seed 7 #:tileable #t #:period 0)
+                 "match-no-period.png")
 
 ; Refine without a selection: the whole layer, as `ddpm refine` without --mask.
 (define base (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img

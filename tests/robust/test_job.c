@@ -548,6 +548,31 @@ static void test_period(const ddpm_model *m)
     p.period_t = 1001;
     s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
     CHECK(s == DDPM_ERR_ARGUMENT, "period timestep 1001: %s '%s'", ddpm_status_name(s), err);
+    p.period_t = 400;
+    p.period = -2;
+    free(x);
+    x = image(n, SENTINEL);
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    CHECK(s == DDPM_ERR_ARGUMENT && all_equal(x, n, SENTINEL), "period -2: %s '%s'", ddpm_status_name(s), err);
+
+    /* DDPM_PERIOD_MODEL is the model's training size, here 16: the shape the
+     * job reports, and the image, are those of period 16. */
+    ddpm_model_info mi;
+    ddpm_model_get_info(m, &mi);
+    int gy = 0, gx = 0;
+    p.period = DDPM_PERIOD_MODEL;
+    int periodic = ddpm_job_period_shape(m, &p, W, H, &gy, &gx);
+    CHECK(mi.sample_size == 16 && periodic && gy == 16 && gx == 16,
+          "the model's period: sample_size %d, shape %d (%dx%d), expected 16x16", mi.sample_size, periodic, gx, gy);
+    CHECK(!ddpm_job_period_shape(m, &p, 16, 16, &gy, &gx), "a 16x16 image at the model's period is period-first");
+    q = p;
+    q.period = 16;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    s2 = ddpm_job_generate(m, &q, W, H, NULL, NULL, refined, err, sizeof err);
+    CHECK(s == DDPM_OK && s2 == DDPM_OK && memcmp(x, refined, n * sizeof(float)) == 0,
+          "period DDPM_PERIOD_MODEL is not period 16: %s / %s", ddpm_status_name(s), ddpm_status_name(s2));
+    q.period = 0;
+    CHECK(!ddpm_job_period_shape(m, &q, W, H, &gy, &gx), "period 0 reports a period");
     free(x);
     free(out);
     free(cell);
