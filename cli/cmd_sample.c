@@ -158,8 +158,8 @@ static int settle_steps(sample_run *run, int T, int refine)
     return CLI_EXIT_OK;
 }
 
-static void print_settings(const sample_run *run, const ddpm_model *m, int width, int height, int refine,
-                           const char *what, const char *model_dir)
+/* px x py: the period of a period-first generate, 0 x 0 for none. */
+static void print_settings(const sample_run *run, int px, int py, const char *what, const char *model_dir)
 {
     char sampler[64];
     if (run->job.sampler == DDPM_SAMPLER_DDPM)
@@ -170,8 +170,7 @@ static void print_settings(const sample_run *run, const ddpm_model *m, int width
     else
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
     char period[64] = "";
-    int py, px;
-    if (!refine && ddpm_job_period_shape(m, &run->job, width, height, &py, &px))
+    if (px > 0)
         snprintf(period, sizeof period, ", period %dx%d refined from t = %d", px, py, run->job.period_t);
     fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s%s, model %s\n", run->label, what,
             run->job.steps, sampler, (unsigned long long)run->job.seed, run->job.tileable ? ", tileable" : "",
@@ -273,8 +272,10 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
     const ddpm_scheduler_config *sc = cli_scheduler(m);
     if (!run->variance_given)
         run->job.variance = sc->variance_type;
-    int py, px;
+    int py = 0, px = 0;
     int periodic = !in && ddpm_job_period_shape(m, &run->job, width, height, &py, &px);
+    if (!periodic)
+        py = px = 0;
     if (periodic && !run->period_t_given && run->job.period_t > sc->num_train_timesteps)
         run->job.period_t = sc->num_train_timesteps;   /* the default, on a model with a shorter chain */
     if (periodic && run->job.period_t > sc->num_train_timesteps) {
@@ -296,7 +297,7 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
         rc = CLI_EXIT_FAILURE;
     if (rc == CLI_EXIT_OK) {
         char err[CLI_ERRLEN] = "";
-        print_settings(run, m, width, height, in != NULL, what, model_dir);
+        print_settings(run, px, py, what, model_dir);
         progress bar;
         progress_start(&bar, run->label);
         ddpm_status s = in ? ddpm_job_refine(m, &run->job, width, height, in->x0, in->mask, progress_update, &bar,

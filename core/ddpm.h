@@ -315,13 +315,14 @@ typedef struct {
 #define DDPM_DEFAULT_PERIOD   DDPM_PERIOD_MODEL
 #define DDPM_DEFAULT_PERIOD_T 400
 
-/* Period-first generation (period > 0 or DDPM_PERIOD_MODEL).  The model learnt from 48 x 48 and
- * 64 x 64 crops: a 64 x 64 image is one coherent texture, but a large one is
- * made of regions that each settle on a texture of their own, and they blend
- * into one kind of crumpled pattern whatever the seed.  With a period the job
- * first generates a small tileable texture (the period), repeats it over the
- * image, and refines the whole from timestep period_t with its own noise, so
- * the image keeps the period's identity and loses its exact repetition
+/* Period-first generation (period > 0 or DDPM_PERIOD_MODEL).  The model
+ * learnt from 48 x 48 and 64 x 64 crops: a 64 x 64 image is one coherent
+ * texture, but a large one is made of regions that each settle on a texture
+ * of their own, and they blend into one kind of crumpled pattern whatever
+ * the seed.  With a period the job first generates a small tileable texture
+ * (the period), repeats it over the image, and refines the whole from
+ * timestep period_t with its own noise, so the image keeps the period's
+ * identity and loses its exact repetition
  * (larger period_t: less repetition, less of the period kept).  The period is
  * `period` pixels a side, a multiple of the model's stride; on a tileable
  * image each axis takes the size nearest to it that divides the axis (in

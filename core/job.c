@@ -250,7 +250,6 @@ static uint64_t job_bytes(const ddpm_model *m, int H, int W, int tile, int halo,
     return plan + windows + images;
 }
 
-
 size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int refine)
 {
     if (!m || !p || width < 1 || height < 1 || width > 65536 || height > 65536)
@@ -258,7 +257,8 @@ size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, i
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     int py, px;
-    int periodic = !refine && ddpm_job_period_shape(m, p, width, height, &py, &px);  /* ends in a refine of the whole */
+    /* A period-first job ends in a refine of the whole image. */
+    int periodic = !refine && ddpm_job_period_shape(m, p, width, height, &py, &px);
     uint64_t b = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), JOB_TILE, JOB_HALO,
                            refine || periodic, p->sampler, NULL);
     if (periodic)
@@ -463,9 +463,10 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     int T = info.scheduler->num_train_timesteps;
-    if (period_side(m, p) % info.stride)
+    int side = period_side(m, p);
+    if (side % info.stride)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d must be a multiple of %d, the model's stride",
-                    p->period, info.stride);
+                    side, info.stride);
     if (p->period_t < 1 || p->period_t > T)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period timestep must be between 1 and %d (got %d)", T,
                     p->period_t);
