@@ -66,6 +66,7 @@ typedef struct {
     const char *model_dir;  /* --model, NULL = the shipped model        */
     const char *output;     /* .png or .safetensors                     */
     int variance_given;
+    int eta_given;
     int period_t_given;
     ddpm_job_params job;    /* steps = 0 until the model gives a default */
 } sample_run;
@@ -99,6 +100,7 @@ static int read_shared_options(const cli_option *o, sample_run *run)
         if (parse_double("eta", o[SH_ETA].value, 0.0, 1.0, &eta) != 0 || only_for_ddim(run, "eta") != CLI_EXIT_OK)
             return CLI_EXIT_USAGE;
         run->job.eta = (float)eta;
+        run->eta_given = 1;
     }
     if (o[SH_ETA_T_MAX].value &&
         (parse_int("eta-t-max", o[SH_ETA_T_MAX].value, 0, 1000000, &run->job.eta_t_max) != 0 ||
@@ -158,15 +160,19 @@ static int settle_steps(sample_run *run, int T, int refine)
     return CLI_EXIT_OK;
 }
 
-/* px x py: the period of a period-first generate, 0 x 0 for none. */
+/* px x py: the period of a period-first generate, 0 x 0 for none (its
+ * chains take period_eta for eta). */
 static void print_settings(const sample_run *run, int px, int py, const char *what, const char *model_dir)
 {
     char sampler[64];
     if (run->job.sampler == DDPM_SAMPLER_DDPM)
         snprintf(sampler, sizeof sampler, "ddpm, variance %s", variance_name(run->job.variance));
-    else if (run->job.sampler == DDPM_SAMPLER_DDIM)
-        snprintf(sampler, sizeof sampler, run->job.eta_t_max ? "ddim, eta %g from t <= %d" : "ddim, eta %g",
-                 (double)run->job.eta, run->job.eta_t_max);
+    else if (run->job.sampler == DDPM_SAMPLER_DDIM) {
+        double eta = px > 0 ? run->job.period_eta : run->job.eta;
+        snprintf(sampler, sizeof sampler,
+                 run->job.eta_t_max && eta > 0 ? "ddim, eta %g from t <= %d" : "ddim, eta %g", eta,
+                 run->job.eta_t_max);
+    }
     else
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
     char period[64] = "";
@@ -276,6 +282,9 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
     int periodic = !in && ddpm_job_period_shape(m, &run->job, width, height, &py, &px);
     if (!periodic)
         py = px = 0;
+    if (periodic && run->eta_given)
+        fprintf(stderr, "ddpm: note: --eta is for images generated whole; this period-first run takes "
+                        "--period-eta (%g)\n", (double)run->job.period_eta);
     if (periodic && !run->period_t_given && run->job.period_t > sc->num_train_timesteps)
         run->job.period_t = sc->num_train_timesteps;   /* the default, on a model with a shorter chain */
     if (periodic && run->job.period_t > sc->num_train_timesteps) {
@@ -317,7 +326,7 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
 
 int cmd_generate(int argc, char **argv)
 {
-    enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_SHARED, G_COUNT = G_SHARED + SH_COUNT };
+    enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_PERIOD_ETA, G_SHARED, G_COUNT = G_SHARED + SH_COUNT };
     cli_option options[G_COUNT] = {
         [G_SIZE]   = { "size", "WxH", "image width x height in pixels (required)", NULL },
         [G_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
@@ -325,6 +334,8 @@ int cmd_generate(int argc, char **argv)
                        "0 = off; default: the model's training size)", NULL },
         [G_PERIOD_T] = { "period-t", "T", "timestep the repeated period is refined from (default "
                          TEXT(DDPM_DEFAULT_PERIOD_T) ")", NULL },
+        [G_PERIOD_ETA] = { "period-eta", "E", "ddim only: --eta of a period-first image's chains (default "
+                           TEXT(DDPM_DEFAULT_PERIOD_ETA) ")", NULL },
     };
     memcpy(options + G_SHARED, shared_options, sizeof shared_options);
     char description[2048];
@@ -339,7 +350,8 @@ int cmd_generate(int argc, char **argv)
              "repeats it over the image and refines the whole from --period-t (larger:\n"
              "less repetition, less of the period kept).  With --tileable each axis takes\n"
              "the size nearest to P that divides it.  The refine takes at most --period-t\n"
-             "steps.\n\n"
+             "steps.  Both chains take --period-eta for --eta: deterministic by default,\n"
+             "as the refine removes the speckle that --eta keeps out of whole images.\n\n"
              "%s\n\n%s", sampler_help, output_help);
     cli_command cmd = { "generate", "--size WxH --output FILE [options]", description, options, G_COUNT };
 
@@ -362,6 +374,7 @@ int cmd_generate(int argc, char **argv)
     int rc = read_shared_options(options + G_SHARED, &run);
     run.job.period = DDPM_DEFAULT_PERIOD;
     run.job.period_t = DDPM_DEFAULT_PERIOD_T;
+    run.job.period_eta = (float)DDPM_DEFAULT_PERIOD_ETA;
     if (rc == CLI_EXIT_OK && options[G_PERIOD].value &&
         parse_int("period", options[G_PERIOD].value, 0, IMAGE_MAX_SIDE, &run.job.period) != 0)
         rc = CLI_EXIT_USAGE;
@@ -373,6 +386,17 @@ int cmd_generate(int argc, char **argv)
             cli_error("generate: --period-t is not for --period 0");
             rc = CLI_EXIT_USAGE;
         }
+    }
+    if (rc == CLI_EXIT_OK && options[G_PERIOD_ETA].value) {
+        double eta = 0.0;
+        if (parse_double("period-eta", options[G_PERIOD_ETA].value, 0.0, 1.0, &eta) != 0 ||
+            only_for_ddim(&run, "period-eta") != CLI_EXIT_OK)
+            rc = CLI_EXIT_USAGE;
+        else if (!run.job.period) {
+            cli_error("generate: --period-eta is not for --period 0");
+            rc = CLI_EXIT_USAGE;
+        }
+        run.job.period_eta = (float)eta;
     }
     if (rc == CLI_EXIT_OK)
         rc = check_output("generate", run.output);

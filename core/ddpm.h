@@ -191,7 +191,9 @@ ddpm_status ddpm_sampler_parse(const char *name, ddpm_sampler *out);
  * speckle into some samples, noise on every step smooths away the grain of
  * real textures, and noise on the low half of the chain only removes the
  * speckle with less smoothing.  The DDPM chain does worse even at 1000
- * steps, and 20 steps keep a 512x512 texture near 15 s on two cores. */
+ * steps, and 20 steps keep a 512x512 texture near 15 s on two cores.  These
+ * are for images generated whole; period-first ones take
+ * DDPM_DEFAULT_PERIOD_ETA (below). */
 #define DDPM_DEFAULT_STEPS     20
 #define DDPM_DEFAULT_SAMPLER   DDPM_SAMPLER_DDIM
 #define DDPM_DEFAULT_ETA       0.5
@@ -309,11 +311,19 @@ typedef struct {
     int period;              /* generate: 0 = off, DDPM_PERIOD_MODEL or a
                                 size: period-first (below)               */
     int period_t;            /* generate with a period: t0 of its refine */
+    float period_eta;        /* generate with a period, DDIM only: the eta of
+                                both its chains (eta_t_max still applies),
+                                0 .. 1; eta is for images generated whole */
 } ddpm_job_params;
 
 #define DDPM_PERIOD_MODEL     (-1)   /* the period is the model's training size */
 #define DDPM_DEFAULT_PERIOD   DDPM_PERIOD_MODEL
 #define DDPM_DEFAULT_PERIOD_T 400
+/* Deterministic: the noise that keeps a whole 64 x 64 image free of speckle
+ * (DDPM_DEFAULT_ETA) only flattens a period-first one, whose refine from
+ * period_t already removes the speckle (weights/ddpm-texture/MODEL_CARD.md,
+ * "Seventeenth session"). */
+#define DDPM_DEFAULT_PERIOD_ETA 0.0
 
 /* Period-first generation (period > 0 or DDPM_PERIOD_MODEL).  The model
  * learnt from 48 x 48 and 64 x 64 crops: a 64 x 64 image is one coherent
@@ -329,10 +339,11 @@ typedef struct {
  * stride steps), so the repetition meets the wrap-around seamlessly.  An axis
  * no longer than the period is generated whole; when both are, period is
  * ignored.  The refine takes min(steps, period_t) steps; progress counts the
- * period's steps, then the refine's.  period = DDPM_PERIOD_MODEL takes the
- * size the model was trained at (its config's sample_size, rounded up to the
- * stride; no period when the config has none): the one size at which the
- * model makes a whole texture.  The CLI and the plug-in default to it. */
+ * period's steps, then the refine's.  Both chains take period_eta for eta.
+ * period = DDPM_PERIOD_MODEL takes the size the model was trained at (its
+ * config's sample_size, rounded up to the stride; no period when the config
+ * has none): the one size at which the model makes a whole texture.  The CLI
+ * and the plug-in default to it. */
 
 /* Whether a width x height generate job with `p` runs period-first on this
  * model, and then the period's size (py rows, px columns): what the job will

@@ -470,6 +470,9 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     if (p->period_t < 1 || p->period_t > T)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period timestep must be between 1 and %d (got %d)", T,
                     p->period_t);
+    if (!(p->period_eta >= 0.0f && p->period_eta <= 1.0f))
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "period eta must be between 0 and 1 (got %g)",
+                    (double)p->period_eta);
     /* Bad steps are refused by the period's own job before it runs. */
 
     /* The refine over the whole image is the larger part: refuse before the period if it cannot run. */
@@ -482,6 +485,7 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     ddpm_job_params period = *p, refine = *p;
     period.period = 0;
     period.tileable = 1;                 /* it is repeated, so it must wrap around */
+    period.eta = refine.eta = p->period_eta;
     refine.period = 0;
     refine.timestep = p->period_t;
     refine.steps = p->steps < p->period_t ? p->steps : p->period_t;

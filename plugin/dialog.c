@@ -10,7 +10,7 @@
  *   - the ranges of steps and timestep follow the chosen model's T
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
  *   - variance is only for the DDPM sampler, eta and eta-t-max only for DDIM
- *   - generate: the period's noise level only with a period
+ *   - generate: the period's noise level and eta only with a period
  *
  * Mnemonics avoid the letters of the dialog's own buttons (_Reset, _Cancel,
  * _OK, _Load/_Save Settings, _Help): r c o l s h.
@@ -213,9 +213,11 @@ only_for_sampler (GimpProcedureDialog *dlg,
   gimp_procedure_dialog_set_sensitive_if_in (dlg, property, NULL, "sampler", values, TRUE);
 }
 
-/* "period-t" means something only when "period" is not 0. */
+/* The widget of `property` (the period's noise level and eta) means
+ * something only when "period" is not 0. */
 static void
-only_without_period (GimpProcedureDialog *dlg)
+only_with_period (GimpProcedureDialog *dlg,
+                  const gchar         *property)
 {
   GimpValueArray *values = gimp_value_array_new (1);
   GValue          value  = G_VALUE_INIT;
@@ -224,7 +226,7 @@ only_without_period (GimpProcedureDialog *dlg)
   g_value_set_int (&value, 0);
   gimp_value_array_append (values, &value);
   g_value_unset (&value);
-  gimp_procedure_dialog_set_sensitive_if_in (dlg, "period-t", NULL, "period", values, FALSE);
+  gimp_procedure_dialog_set_sensitive_if_in (dlg, property, NULL, "period", values, FALSE);
 }
 
 static void
@@ -302,8 +304,9 @@ ddpm_dialog_run (GimpProcedure       *procedure,
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
                                   "sampler", "eta", "eta-t-max", "variance",
                                   "seed-box", "tileable", "period", "period-t",
-                                  "model-help", NULL);
-      only_without_period (dlg);
+                                  "period-eta", "model-help", NULL);
+      only_with_period (dlg, "period-t");
+      only_with_period (dlg, "period-eta");
     }
   only_for_sampler (dlg, "variance", "ddpm");
   only_for_sampler (dlg, "eta", "ddim");

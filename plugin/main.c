@@ -175,6 +175,13 @@ create_generate (GimpPlugIn *plug_in)
         "before the whole layer is denoised.  Higher hides the repetition "
         "better but keeps less of the period"),
       1, 100000, DDPM_DEFAULT_PERIOD_T, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "period-eta", _("Eta for period-_first"),
+      _("DDIM only, with a period: Eta for both of its runs (the period's "
+        "and the whole layer's) in place of Eta, which is for layers "
+        "generated at once.  0 (deterministic) gives the sharpest "
+        "textures: the refine of the whole layer already removes the "
+        "coloured grain that Eta prevents"),
+      0.0, 1.0, DDPM_DEFAULT_PERIOD_ETA, G_PARAM_READWRITE);
 
   gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
       _("The new layer"), FALSE, G_PARAM_READWRITE);

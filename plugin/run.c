@@ -222,6 +222,7 @@ ddpm_generate_run (GimpProcedure        *procedure,
   ddpm_status        s;
   char               err[512]  = "";
   gint               width, height;
+  gdouble            period_eta;
   GimpValueArray    *ret;
 
   gegl_init (NULL, NULL);
@@ -253,7 +254,9 @@ ddpm_generate_run (GimpProcedure        *procedure,
       status = GIMP_PDB_CALLING_ERROR;
       goto fail;
     }
-  g_object_get (config, "period", &p.period, "period-t", &p.period_t, NULL);
+  g_object_get (config, "period", &p.period, "period-t", &p.period_t,
+                "period-eta", &period_eta, NULL);
+  p.period_eta = (float) period_eta;
   planes = alloc_planes (width, height, &error);
   if (! planes)
     goto fail;

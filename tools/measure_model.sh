@@ -54,7 +54,7 @@ score() {  # dir, label, crops per reference set, [texture_metrics options]
 
 score_big() {  # dir, label
   score "$1" "$2" 2048 --image-size 256
-  score "$1" "$2-whole" 128 --size 256 --levels 5
+  score "$1" "$2-whole" 128 --size 256 --levels 5 --repetition 64   # 64: the shipped period
 }
 
 for set in $sets; do

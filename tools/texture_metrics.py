@@ -123,6 +123,21 @@ def colour_speckle(x):
     return (opponent - local_mean).abs().mean(dim=(1, 2, 3))
 
 
+def repetition(x, lag):
+    """Per image: how exactly its fine detail repeats `lag` pixels away (the period of period-first generation),
+    the correlation of the brightness's finest Laplacian band with itself shifted by lag, averaged over the two
+    axes: 1 for a tile repeated exactly, about 0 for detail that does not repeat.  SWD cannot see repetition (a
+    repeated texture has the patches of the texture), the eye does.  Real crops of textures smaller than the crop
+    repeat too (real_crops wraps them around)."""
+    a = x.float().mean(dim=1, keepdim=True)
+    band = a - _blur(a)
+    def corr(u, v):
+        return (u * v).sum(dim=(1, 2, 3)) / ((u * u).sum(dim=(1, 2, 3)) * (v * v).sum(dim=(1, 2, 3))).sqrt().clamp_min(1e-12)
+    across = corr(band[:, :, :, :-lag], band[:, :, :, lag:])
+    down = corr(band[:, :, :-lag, :], band[:, :, lag:, :])
+    return (across + down) / 2
+
+
 def real_crops(items, n, size, seed):
     """n random size x size crops of the textures `items` (wrap-around for small ones).  Textures are taken in
     shuffled rounds, each once per round, so a set smaller than the texture list is a random subset of textures
@@ -177,6 +192,8 @@ def main():
     ap.add_argument("--levels", type=int, default=3,
                     help="Laplacian pyramid levels (default 3; 5 with --size 256 sees structure up to about 112 px)")
     ap.add_argument("--n", type=int, default=256, help="crops in each real reference set")
+    ap.add_argument("--repetition", type=int, default=0, metavar="LAG",
+                    help="also print how exactly the images repeat LAG pixels away (e.g. 64, the period)")
     ap.add_argument("--baselines", type=int, default=0, metavar="N",
                     help="also print the references for generated sets of N images, averaged over 5 draws")
     a = ap.parse_args()
@@ -225,6 +242,14 @@ def main():
         print(f"colour speckle past 99 % of training crops (> {p99:.0f}): {share(colour_speckle(fake), p99):.0f} % "
               f"of generated images; other real crops: {share(colour_speckle(others['held-out']), p99):.0f} % "
               f"held-out, {share(colour_speckle(others['training']), p99):.0f} % training")
+        if a.repetition:
+            r = lambda v: ", ".join(f"{t:.2f}" for t in np.percentile(v.numpy(), [10, 50, 90]))
+            r_fake = repetition(fake, a.repetition)
+            print(f"repetition at {a.repetition} px (10/50/90th percentile, 1 = exact): generated {r(r_fake)}; "
+                  f"held-out real {r(repetition(refs['held-out'], a.repetition))}; "
+                  f"training {r(repetition(refs['training'], a.repetition))}; "
+                  f"past 0.5: {share(r_fake, 0.5):.0f} % of generated images, "
+                  f"{share(repetition(refs['held-out'], a.repetition), 0.5):.0f} % held-out")
         c = lambda x: " ".join(f"{v:.0f}" for v in ((x.mean(dim=(0, 2, 3)) + 1) * 127.5).tolist())
         print(f"mean RGB: generated {c(fake)}; held-out {c(refs['held-out'])}; training {c(refs['training'])}")
 

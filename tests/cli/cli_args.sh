@@ -109,6 +109,13 @@ for bad in -8 abc 1.5 ""; do
     expect_one_line_error 2 "--period" $gen --size 8x8 --period "$bad"
 done
 expect_one_line_error 2 "--period-t" $gen --size 8x8 --period 16 --period-t 0
+expect 0 "--period-eta E" generate --help
+expect_one_line_error 2 "--period-eta is not for --period 0" $gen --size 8x8 --period 0 --period-eta 0.5
+expect_one_line_error 2 "--period-eta is only for --sampler ddim (the sampler is ddpm)" \
+    $gen --size 8x8 --sampler ddpm --period-eta 0.5
+for bad in 1.5 -0.1 nan abc ""; do
+    expect_one_line_error 2 "--period-eta" $gen --size 8x8 --period-eta "$bad"
+done
 expect_one_line_error 2 "--threads" $gen --size 8x8 --threads -1
 expect_one_line_error 2 "--memory-budget" $gen --size 8x8 --memory-budget -5
 

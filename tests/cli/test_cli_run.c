@@ -220,8 +220,9 @@ static void test_samplers(const ddpm_model *m)
     ddpm_model_info mi;
     ddpm_model_get_info(m, &mi);
     float *x = malloc(3 * W * H * sizeof(float));
-    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output",
-        path_in_scratch("ddpm.png"), "--sampler", "ddpm");
+    /* --period 0: a period-first image takes --period-eta instead of --eta. */
+    RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--period", "0",
+        "--output", path_in_scratch("ddpm.png"), "--sampler", "ddpm");
     for (size_t k = 0; x != NULL && k < sizeof runs / sizeof runs[0]; k++) {
         const char *out = path_in_scratch("sampler.png");
         /* The options given, then NULLs: the first NULL ends the command line. */
@@ -235,14 +236,13 @@ static void test_samplers(const ddpm_model *m)
             opt[n_opt++] = "--eta-t-max";
             opt[n_opt++] = runs[k].eta_t_max;
         }
-        RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--output", out,
-            "--sampler", runs[k].sampler, opt[0], opt[1], opt[2], opt[3]);
+        RUN(0, "generate", "--model", model_dir, "--size", "20x12", "--steps", "3", "--seed", "1", "--period", "0",
+            "--output", out, "--sampler", runs[k].sampler, opt[0], opt[1], opt[2], opt[3]);
         CHECK(log_contains(runs[k].sampler), "the sampler is not printed");
         CHECK(!same_file(out, path_in_scratch("ddpm.png")), "--sampler %s gave DDPM's image", runs[k].sampler);
         ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1,
                              .sampler = runs[k].value, .eta = runs[k].eta_value,
-                             .eta_t_max = runs[k].eta_t_max_value, .period = DDPM_DEFAULT_PERIOD,
-                             .period_t = DDPM_DEFAULT_PERIOD_T};
+                             .eta_t_max = runs[k].eta_t_max_value};
         char err[512] = "";
         image_u8 img;
         int ok = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
@@ -320,6 +320,30 @@ static void test_period(const ddpm_model *m)
             for (int ch = 0; ch < 3; ch++)
                 differ += ddpm_to_u8(x[ch * PW * PH + i]) != img.pixels[3 * i + ch];
         CHECK(differ == 0, "--period 16 --period-t 300: %d values differ from ddpm_job_generate", differ);
+        image_free(&img);
+    }
+    /* --eta does not change a period-first image, and the user is told so. */
+    const char *eta_out = path_in_scratch("period-with-eta.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--period", "16", "--period-t", "300", "--eta", "0.3", "--output", eta_out);
+    CHECK(log_contains("--eta is for images generated whole"), "no note that --eta is not used");
+    CHECK(same_file(out, eta_out), "--eta changed a period-first image");
+    /* --period-eta reaches the job, and the run line shows the eta the chains take. */
+    const char *noisy = path_in_scratch("period-eta.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--period", "16", "--period-t", "300", "--period-eta", "0.75", "--output", noisy);
+    CHECK(log_contains("ddim, eta 0.75 from t <= "), "--period-eta is not printed as the chains' eta");
+    CHECK(!same_file(out, noisy), "--period-eta 0.75 gave the image of the default period eta");
+    p.period_eta = 0.75f;
+    ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
+         image_read_png(noisy, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+    CHECK(ok, "period eta: %s", err);
+    if (ok) {
+        int differ = 0;
+        for (int i = 0; i < PW * PH; i++)
+            for (int ch = 0; ch < 3; ch++)
+                differ += ddpm_to_u8(x[ch * PW * PH + i]) != img.pixels[3 * i + ch];
+        CHECK(differ == 0, "--period-eta 0.75: %d values differ from ddpm_job_generate", differ);
         image_free(&img);
     }
     free(x);

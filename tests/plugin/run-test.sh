@@ -201,6 +201,9 @@ case $test_name in
     cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 16 --period-t $refine_t \
         --output "$out/cli-period.png"
     check same match-period.png cli-period.png
+    cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 16 --period-t $refine_t \
+        --period-eta 0.75 --output "$out/cli-period-eta.png"
+    check same match-period-eta.png cli-period-eta.png
     cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 0 --output "$out/cli-no-period.png"
     check same match-no-period.png cli-no-period.png
     cli refine --input "$out/match-refine-in.png" --t $refine_t --steps 3 --variance posterior \

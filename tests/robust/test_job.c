@@ -15,7 +15,8 @@
  *   - period-first generation: refined from t = 1 the image repeats the
  *     tileable generate of the period's size (fitted to a tileable image's
  *     axes), from t = 400 it does not; progress counts both chains; cancel
- *     and budget leave `out` untouched; bad periods are refused.
+ *     and budget leave `out` untouched; bad periods are refused; with DDIM
+ *     both chains take period_eta and never eta.
  */
 #include "ddpm.h"
 #include "job_internal.h"
@@ -573,6 +574,36 @@ static void test_period(const ddpm_model *m)
           "period DDPM_PERIOD_MODEL is not period 16: %s / %s", ddpm_status_name(s), ddpm_status_name(s2));
     q.period = 0;
     CHECK(!ddpm_job_period_shape(m, &q, W, H, &gy, &gx), "period 0 reports a period");
+
+    /* With DDIM both chains take period_eta, never eta (which is for images
+     * generated whole): the period at period_t = 1 is the whole generate
+     * of its size at eta = period_eta. */
+    p.period = 32;
+    p.period_t = 1;
+    p.sampler = DDPM_SAMPLER_DDIM;
+    p.eta = 1.0f;
+    p.period_eta = 0.0f;
+    s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+    q = p;
+    q.eta = 0.0f;
+    s2 = ddpm_job_generate(m, &q, W, H, NULL, NULL, refined, err, sizeof err);
+    CHECK(s == DDPM_OK && s2 == DDPM_OK && memcmp(x, refined, n * sizeof(float)) == 0,
+          "eta changed a period-first image: %s / %s", ddpm_status_name(s), ddpm_status_name(s2));
+    q.period = 0;
+    s = ddpm_job_generate(m, &q, px, py, NULL, NULL, cell, err, sizeof err);
+    e = repeat_error(x, W, H, cell, px, py);
+    printf("ddim, period eta 0, refined from t = 1: mean |out - repeated deterministic cell| %.4f\n", e);
+    CHECK(s == DDPM_OK && e < 0.05, "the period was not made at eta = period_eta: mean |diff| %.4f", e);
+    q = p;
+    q.period_eta = 1.0f;
+    s = ddpm_job_generate(m, &q, W, H, NULL, NULL, refined, err, sizeof err);
+    CHECK(s == DDPM_OK && memcmp(x, refined, n * sizeof(float)) != 0, "period_eta 1 gave the image of period_eta 0");
+    q.period_eta = 1.5f;
+    float *untouched = image(n, SENTINEL);
+    s = ddpm_job_generate(m, &q, W, H, NULL, NULL, untouched, err, sizeof err);
+    CHECK(s == DDPM_ERR_ARGUMENT && strstr(err, "period eta") && all_equal(untouched, n, SENTINEL),
+          "period eta 1.5: %s '%s'", ddpm_status_name(s), err);
+    free(untouched);
     free(x);
     free(out);
     free(cell);
