@@ -28,6 +28,7 @@ typedef struct {
   GimpProcedureConfig *config;
   GtkWidget           *steps;          /* GimpLabelSpin of "steps"              */
   GtkWidget           *timestep;       /* GimpSpinScale of "timestep", or NULL  */
+  GtkWidget           *period_t;       /* GimpLabelSpin of "period-t", or NULL  */
   GtkWidget           *timestep_hint;  /* GtkLabel, or NULL                     */
   gint                 T;              /* of the chosen model, 0 if unknown     */
 } DialogState;
@@ -72,7 +73,25 @@ update_timestep_hint (DialogState *st)
   g_free (text);
 }
 
-/* The model changed: steps and timestep are bounded by its T. */
+/* An int argument of the config (if the procedure has it) above T comes
+ * down to T: a spin's new range does not clamp the value it shows. */
+static void
+clamp_to_T (GimpProcedureConfig *config,
+            const gchar         *property,
+            gint                 T)
+{
+  gint value;
+
+  if (! g_object_class_find_property (G_OBJECT_GET_CLASS (config), property))
+    return;
+  g_object_get (config, property, &value, NULL);
+  if (value > T)
+    g_object_set (config, property, T, NULL);
+}
+
+/* The model changed: steps, timestep and the period's noise level are
+ * bounded by its T (so a model with fewer than 400 timesteps gets a period
+ * noise level it can run). */
 static void
 update_model (DialogState *st)
 {
@@ -85,6 +104,10 @@ update_model (DialogState *st)
     {
       set_upper (st->steps, st->T);
       set_upper (st->timestep, st->T);
+      set_upper (st->period_t, st->T);
+      clamp_to_T (st->config, "steps", st->T);
+      clamp_to_T (st->config, "timestep", st->T);
+      clamp_to_T (st->config, "period-t", st->T);
     }
   update_timestep_hint (st);
 }
@@ -242,7 +265,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
 {
   GimpProcedureDialog *dlg;
   GtkWidget           *dialog, *box, *label, *combo, *button, *help;
-  DialogState          st = { config, NULL, NULL, NULL, 0 };
+  DialogState          st = { config, NULL, NULL, NULL, NULL, 0 };
   gboolean             refine = gimp_procedure_find_argument (procedure, "timestep") != NULL;
   gchar               *user_dir, *shown_dir, *help_text;
   gboolean             run;
@@ -301,6 +324,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
     }
   else
     {
+      st.period_t = gimp_procedure_dialog_get_widget (dlg, "period-t", G_TYPE_NONE);
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
                                   "sampler", "eta", "eta-t-max", "variance",
                                   "seed-box", "tileable", "period", "period-t",
