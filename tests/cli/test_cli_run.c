@@ -162,6 +162,24 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
+/* The 8-bit values of the RGB PNG at `path` that differ from ddpm_to_u8 of
+ * x (3 x h x w planar); -1 when it cannot be read or has another size. */
+static int png_values_differing(const char *path, const float *x, int w, int h)
+{
+    char err[512] = "";
+    image_u8 img;
+    if (image_read_png(path, IMAGE_READ_COLOR, &img, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        return -1;
+    }
+    int differ = img.width == w && img.height == h && img.channels == 3 ? 0 : -1;
+    for (int i = 0; differ >= 0 && i < w * h; i++)
+        for (int ch = 0; ch < 3; ch++)
+            differ += ddpm_to_u8(x[ch * w * h + i]) != img.pixels[3 * i + ch];
+    image_free(&img);
+    return differ;
+}
+
 /* ------------------------------------------------------------------------ */
 /* generate                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -244,19 +262,11 @@ static void test_samplers(const ddpm_model *m)
                              .sampler = runs[k].value, .eta = runs[k].eta_value,
                              .eta_t_max = runs[k].eta_t_max_value};
         char err[512] = "";
-        image_u8 img;
-        int ok = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
-                 image_read_png(out, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
-        CHECK(ok, "%s: %s", runs[k].sampler, err);
-        if (!ok)
-            continue;
-        int differ = 0;
-        for (int i = 0; i < W * H; i++)
-            for (int ch = 0; ch < 3; ch++)
-                differ += ddpm_to_u8(x[ch * W * H + i]) != img.pixels[3 * i + ch];
+        ddpm_status s = ddpm_job_generate(m, &p, W, H, NULL, NULL, x, err, sizeof err);
+        CHECK(s == DDPM_OK, "%s: %s", runs[k].sampler, err);
+        int differ = s == DDPM_OK ? png_values_differing(out, x, W, H) : -1;
         CHECK(differ == 0, "--sampler %s --eta %s --eta-t-max %s: %d values differ from ddpm_job_generate",
               runs[k].sampler, runs[k].eta ? runs[k].eta : "-", runs[k].eta_t_max ? runs[k].eta_t_max : "-", differ);
-        image_free(&img);
     }
     free(x);
     /* --variance with another sampler is accepted, with a note. */
@@ -310,18 +320,10 @@ static void test_period(const ddpm_model *m)
                          .eta_t_max = DDPM_DEFAULT_ETA_T_MAX, .period = 16, .period_t = 300};
     float *x = malloc(3 * PW * PH * sizeof(float));
     char err[512] = "";
-    image_u8 img;
-    int ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
-             image_read_png(out, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+    int ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK;
     CHECK(ok, "period: %s", err);
-    if (ok) {
-        int differ = 0;
-        for (int i = 0; i < PW * PH; i++)
-            for (int ch = 0; ch < 3; ch++)
-                differ += ddpm_to_u8(x[ch * PW * PH + i]) != img.pixels[3 * i + ch];
-        CHECK(differ == 0, "--period 16 --period-t 300: %d values differ from ddpm_job_generate", differ);
-        image_free(&img);
-    }
+    int differ = ok ? png_values_differing(out, x, PW, PH) : -1;
+    CHECK(differ == 0, "--period 16 --period-t 300: %d values differ from ddpm_job_generate", differ);
     /* --eta does not change a period-first image, and the user is told so. */
     const char *eta_out = path_in_scratch("period-with-eta.png");
     RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
@@ -335,17 +337,10 @@ static void test_period(const ddpm_model *m)
     CHECK(log_contains("ddim, eta 0.75 from t <= "), "--period-eta is not printed as the chains' eta");
     CHECK(!same_file(out, noisy), "--period-eta 0.75 gave the image of the default period eta");
     p.period_eta = 0.75f;
-    ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK &&
-         image_read_png(noisy, IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
+    ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK;
     CHECK(ok, "period eta: %s", err);
-    if (ok) {
-        int differ = 0;
-        for (int i = 0; i < PW * PH; i++)
-            for (int ch = 0; ch < 3; ch++)
-                differ += ddpm_to_u8(x[ch * PW * PH + i]) != img.pixels[3 * i + ch];
-        CHECK(differ == 0, "--period-eta 0.75: %d values differ from ddpm_job_generate", differ);
-        image_free(&img);
-    }
+    differ = ok ? png_values_differing(noisy, x, PW, PH) : -1;
+    CHECK(differ == 0, "--period-eta 0.75: %d values differ from ddpm_job_generate", differ);
     free(x);
 }
 
@@ -361,18 +356,10 @@ static void test_generate_tensor(void)
     CHECK(ddpm_tensor_read(t, "sample", &x, shape, &ndim, err, sizeof err) == DDPM_OK, "%s", err);
     CHECK(ndim == 4 && shape[0] == 1 && shape[1] == 3 && shape[2] == H && shape[3] == W,
           "shape has %d dims, expected [1,3,12,20]", ndim);
-    image_u8 img;
-    int read = image_read_png(path_in_scratch("a.png"), IMAGE_READ_COLOR, &img, err, sizeof err) == 0;
-    CHECK(read, "%s", err);
-    if (x && read && ndim == 4 && shape[2] == H && shape[3] == W) {
-        int differ = 0;
-        for (int i = 0; i < W * H; i++)
-            for (int ch = 0; ch < 3; ch++)
-                differ += ddpm_to_u8(x[ch * W * H + i]) != img.pixels[3 * i + ch];
+    if (x && ndim == 4 && shape[2] == H && shape[3] == W) {
+        int differ = png_values_differing(path_in_scratch("a.png"), x, W, H);
         CHECK(differ == 0, "%d PNG values differ from ddpm_to_u8(tensor)", differ);
     }
-    if (read)
-        image_free(&img);
     free(x);
 }
 
