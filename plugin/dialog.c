@@ -7,7 +7,8 @@
  *   - the model chooser: a combo of the shipped model and every model folder
  *     in <GIMP profile>/ddpm-models, bound to the string argument "model"
  *   - a "New Seed" button next to the seed
- *   - the ranges of steps and timestep follow the chosen model's T
+ *   - steps, timestep and the period's noise level follow the chosen
+ *     model's T (their ranges, and values above it come down to it)
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
  *   - variance is only for the DDPM sampler, eta and eta-t-max only for DDIM
  *   - generate: the period's noise level and eta only with a period
