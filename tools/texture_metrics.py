@@ -132,7 +132,8 @@ def repetition(x, lag):
     a = x.float().mean(dim=1, keepdim=True)
     band = a - _blur(a)
     def corr(u, v):
-        return (u * v).sum(dim=(1, 2, 3)) / ((u * u).sum(dim=(1, 2, 3)) * (v * v).sum(dim=(1, 2, 3))).sqrt().clamp_min(1e-12)
+        dot = lambda a, b: (a * b).sum(dim=(1, 2, 3))  # noqa: E731
+        return dot(u, v) / (dot(u, u) * dot(v, v)).sqrt().clamp_min(1e-12)
     across = corr(band[:, :, :, :-lag], band[:, :, :, lag:])
     down = corr(band[:, :, :-lag, :], band[:, :, lag:, :])
     return (across + down) / 2
@@ -244,12 +245,10 @@ def main():
               f"held-out, {share(colour_speckle(others['training']), p99):.0f} % training")
         if a.repetition:
             r = lambda v: ", ".join(f"{t:.2f}" for t in np.percentile(v.numpy(), [10, 50, 90]))
-            r_fake = repetition(fake, a.repetition)
+            r_fake, r_held = repetition(fake, a.repetition), repetition(refs["held-out"], a.repetition)
             print(f"repetition at {a.repetition} px (10/50/90th percentile, 1 = exact): generated {r(r_fake)}; "
-                  f"held-out real {r(repetition(refs['held-out'], a.repetition))}; "
-                  f"training {r(repetition(refs['training'], a.repetition))}; "
-                  f"past 0.5: {share(r_fake, 0.5):.0f} % of generated images, "
-                  f"{share(repetition(refs['held-out'], a.repetition), 0.5):.0f} % held-out")
+                  f"held-out real {r(r_held)}; training {r(repetition(refs['training'], a.repetition))}; "
+                  f"past 0.5: {share(r_fake, 0.5):.0f} % of generated images, {share(r_held, 0.5):.0f} % held-out")
         c = lambda x: " ".join(f"{v:.0f}" for v in ((x.mean(dim=(0, 2, 3)) + 1) * 127.5).tolist())
         print(f"mean RGB: generated {c(fake)}; held-out {c(refs['held-out'])}; training {c(refs['training'])}")
 
