@@ -68,6 +68,7 @@ typedef struct {
     int variance_given;
     int eta_given;
     int period_t_given;
+    int period_steps_given;
     ddpm_job_params job;    /* steps = 0 until the model gives a default */
 } sample_run;
 
@@ -160,6 +161,18 @@ static int settle_steps(sample_run *run, int T, int refine)
     return CLI_EXIT_OK;
 }
 
+/* The default --period-steps (at most T), and the check of a given one. */
+static int settle_period_steps(sample_run *run, int T)
+{
+    if (!run->period_steps_given)
+        run->job.period_steps = T < DDPM_DEFAULT_PERIOD_STEPS ? T : DDPM_DEFAULT_PERIOD_STEPS;
+    if (run->job.period_steps > T) {
+        cli_error("generate: --period-steps %d is more than T = %d, the model's timesteps", run->job.period_steps, T);
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
 /* px x py: the period of a period-first generate, 0 x 0 for none (its
  * chains take period_eta for eta). */
 static void print_settings(const sample_run *run, int px, int py, const char *what, const char *model_dir)
@@ -177,7 +190,8 @@ static void print_settings(const sample_run *run, int px, int py, const char *wh
         snprintf(sampler, sizeof sampler, "%s", ddpm_sampler_name(run->job.sampler));
     char period[64] = "";
     if (px > 0)
-        snprintf(period, sizeof period, ", period %dx%d refined from t = %d", px, py, run->job.period_t);
+        snprintf(period, sizeof period, ", period %dx%d in %d steps refined from t = %d", px, py,
+                 run->job.period_steps, run->job.period_t);
     fprintf(stderr, "ddpm: %s %s: %d steps, sampler %s, seed %llu%s%s, model %s\n", run->label, what,
             run->job.steps, sampler, (unsigned long long)run->job.seed, run->job.tileable ? ", tileable" : "",
             period, model_dir);
@@ -296,6 +310,8 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
     }
     if (rc == CLI_EXIT_OK)
         rc = settle_steps(run, sc->num_train_timesteps, in != NULL);
+    if (rc == CLI_EXIT_OK && periodic)
+        rc = settle_period_steps(run, sc->num_train_timesteps);
     if (rc == CLI_EXIT_OK && cancel_requested()) {
         cli_error("cancelled");
         rc = CLI_EXIT_CANCELLED;
@@ -326,7 +342,8 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
 
 int cmd_generate(int argc, char **argv)
 {
-    enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_PERIOD_ETA, G_SHARED, G_COUNT = G_SHARED + SH_COUNT };
+    enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_PERIOD_ETA, G_PERIOD_STEPS, G_SHARED,
+           G_COUNT = G_SHARED + SH_COUNT };
     cli_option options[G_COUNT] = {
         [G_SIZE]   = { "size", "WxH", "image width x height in pixels (required)", NULL },
         [G_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
@@ -336,6 +353,8 @@ int cmd_generate(int argc, char **argv)
                          TEXT(DDPM_DEFAULT_PERIOD_T) ")", NULL },
         [G_PERIOD_ETA] = { "period-eta", "E", "ddim only: --eta of a period-first image's chains (default "
                            TEXT(DDPM_DEFAULT_PERIOD_ETA) ")", NULL },
+        [G_PERIOD_STEPS] = { "period-steps", "K", "reverse steps of the period's own chain, 1 .. T (default "
+                             TEXT(DDPM_DEFAULT_PERIOD_STEPS) ")", NULL },
     };
     memcpy(options + G_SHARED, shared_options, sizeof shared_options);
     char description[2048];
@@ -349,9 +368,10 @@ int cmd_generate(int argc, char **argv)
              "generates a PxP tileable texture (P a multiple of 8; --period 0: none),\n"
              "repeats it over the image and refines the whole from --period-t (larger:\n"
              "less repetition, less of the period kept).  With --tileable each axis takes\n"
-             "the size nearest to P that divides it.  The refine takes at most --period-t\n"
-             "steps.  Both chains take --period-eta for --eta: deterministic by default,\n"
-             "as the refine removes the speckle that --eta keeps out of whole images.\n\n"
+             "the size nearest to P that divides it.  The period takes --period-steps (a\n"
+             "small image: more steps cost little), the refine --steps, at most --period-t.\n"
+             "Both chains take --period-eta for --eta: deterministic by default, as the\n"
+             "refine removes the speckle that --eta keeps out of whole images.\n\n"
              "%s\n\n%s", sampler_help, output_help);
     cli_command cmd = { "generate", "--size WxH --output FILE [options]", description, options, G_COUNT };
 
@@ -397,6 +417,15 @@ int cmd_generate(int argc, char **argv)
             rc = CLI_EXIT_USAGE;
         }
         run.job.period_eta = (float)eta;
+    }
+    if (rc == CLI_EXIT_OK && options[G_PERIOD_STEPS].value) {
+        run.period_steps_given = 1;
+        if (parse_int("period-steps", options[G_PERIOD_STEPS].value, 1, 1000000, &run.job.period_steps) != 0)
+            rc = CLI_EXIT_USAGE;
+        else if (!run.job.period) {
+            cli_error("generate: --period-steps is not for --period 0");
+            rc = CLI_EXIT_USAGE;
+        }
     }
     if (rc == CLI_EXIT_OK)
         rc = check_output("generate", run.output);

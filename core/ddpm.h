@@ -314,6 +314,8 @@ typedef struct {
     float period_eta;        /* generate with a period, DDIM only: the eta of
                                 both its chains (eta_t_max still applies),
                                 0 .. 1; eta is for images generated whole */
+    int period_steps;        /* generate with a period: K of the period's own
+                                chain, 1 .. T; 0 = steps                  */
 } ddpm_job_params;
 
 #define DDPM_PERIOD_MODEL     (-1)   /* the period is the model's training size */
@@ -324,6 +326,11 @@ typedef struct {
  * period_t already removes the speckle (weights/ddpm-texture/MODEL_CARD.md,
  * "Seventeenth session"). */
 #define DDPM_DEFAULT_PERIOD_ETA 0.0
+/* The period is a small image, so its chain is cheap: on the shipped model
+ * 50 steps instead of 20 cost about half a second on a 512 x 512 image and bring
+ * it closer to real textures (MODEL_CARD.md, "Eighteenth session").  The
+ * front ends take at most T. */
+#define DDPM_DEFAULT_PERIOD_STEPS 50
 
 /* Period-first generation (period > 0 or DDPM_PERIOD_MODEL).  The model
  * learnt from 48 x 48 and 64 x 64 crops: a 64 x 64 image is one coherent
@@ -338,8 +345,9 @@ typedef struct {
  * image each axis takes the size nearest to it that divides the axis (in
  * stride steps), so the repetition meets the wrap-around seamlessly.  An axis
  * no longer than the period is generated whole; when both are, period is
- * ignored.  The refine takes min(steps, period_t) steps; progress counts the
- * period's steps, then the refine's.  Both chains take period_eta for eta.
+ * ignored.  The period takes period_steps (steps when 0), the refine
+ * min(steps, period_t); progress counts the period's steps, then the
+ * refine's.  Both chains take period_eta for eta.
  * period = DDPM_PERIOD_MODEL takes the size the model was trained at (its
  * config's sample_size, rounded up to the stride; no period when the config
  * has none): the one size at which the model makes a whole texture.  The CLI

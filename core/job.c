@@ -473,7 +473,12 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     if (!(p->period_eta >= 0.0f && p->period_eta <= 1.0f))
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period eta must be between 0 and 1 (got %g)",
                     (double)p->period_eta);
-    /* Bad steps are refused by the period's own job before it runs. */
+    /* Both chains' steps are checked here, so that neither fails after the other ran. */
+    if (p->steps < 1 || p->steps > T)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "steps must be between 1 and %d (got %d)", T, p->steps);
+    if (p->period_steps < 0 || p->period_steps > T)
+        return fail(err, errlen, DDPM_ERR_ARGUMENT, "period steps must be between 1 and %d, or 0 for steps (got %d)",
+                    T, p->period_steps);
 
     /* The refine over the whole image is the larger part: refuse before the period if it cannot run. */
     size_t image = (size_t)JOB_CHANNELS * height * width;
@@ -486,6 +491,7 @@ static ddpm_status job_generate_periodic(const ddpm_model *m, const ddpm_job_par
     period.period = 0;
     period.tileable = 1;                 /* it is repeated, so it must wrap around */
     period.eta = refine.eta = p->period_eta;
+    period.steps = p->period_steps ? p->period_steps : p->steps;
     refine.period = 0;
     refine.timestep = p->period_t;
     refine.steps = p->steps < p->period_t ? p->steps : p->period_t;

@@ -7,11 +7,12 @@
  *   - the model chooser: a combo of the shipped model and every model folder
  *     in <GIMP profile>/ddpm-models, bound to the string argument "model"
  *   - a "New Seed" button next to the seed
- *   - steps, timestep and the period's noise level follow the chosen
- *     model's T (their ranges, and values above it come down to it)
+ *   - steps, timestep and the period's step count and noise level follow
+ *     the chosen model's T (their ranges, and values above it come down to it)
  *   - refine: a line saying how strong the chosen timestep is (t0 / T)
  *   - variance is only for the DDPM sampler, eta and eta-t-max only for DDIM
- *   - generate: the period's noise level and eta only with a period
+ *   - generate: the period's step count, noise level and eta only with a
+ *     period
  *
  * Mnemonics avoid the letters of the dialog's own buttons (_Reset, _Cancel,
  * _OK, _Load/_Save Settings, _Help): r c o l s h.
@@ -30,6 +31,7 @@ typedef struct {
   GtkWidget           *steps;          /* GimpLabelSpin of "steps"              */
   GtkWidget           *timestep;       /* GimpSpinScale of "timestep", or NULL  */
   GtkWidget           *period_t;       /* GimpLabelSpin of "period-t", or NULL  */
+  GtkWidget           *period_steps;   /* GimpLabelSpin of "period-steps", or NULL */
   GtkWidget           *timestep_hint;  /* GtkLabel, or NULL                     */
   gint                 T;              /* of the chosen model, 0 if unknown     */
 } DialogState;
@@ -90,9 +92,9 @@ clamp_to_T (GimpProcedureConfig *config,
     g_object_set (config, property, T, NULL);
 }
 
-/* The model changed: steps, timestep and the period's noise level are
- * bounded by its T (so a model with fewer than 400 timesteps gets a period
- * noise level it can run). */
+/* The model changed: steps, timestep and the period's step count and noise
+ * level are bounded by its T (so a model with fewer than 400 timesteps gets
+ * a period noise level it can run). */
 static void
 update_model (DialogState *st)
 {
@@ -106,9 +108,11 @@ update_model (DialogState *st)
       set_upper (st->steps, st->T);
       set_upper (st->timestep, st->T);
       set_upper (st->period_t, st->T);
+      set_upper (st->period_steps, st->T);
       clamp_to_T (st->config, "steps", st->T);
       clamp_to_T (st->config, "timestep", st->T);
       clamp_to_T (st->config, "period-t", st->T);
+      clamp_to_T (st->config, "period-steps", st->T);
     }
   update_timestep_hint (st);
 }
@@ -237,8 +241,8 @@ only_for_sampler (GimpProcedureDialog *dlg,
   gimp_procedure_dialog_set_sensitive_if_in (dlg, property, NULL, "sampler", values, TRUE);
 }
 
-/* The widget of `property` (the period's noise level and eta) means
- * something only when "period" is not 0. */
+/* The widget of `property` (the period's step count, noise level, eta)
+ * means something only when "period" is not 0. */
 static void
 only_with_period (GimpProcedureDialog *dlg,
                   const gchar         *property)
@@ -266,7 +270,7 @@ ddpm_dialog_run (GimpProcedure       *procedure,
 {
   GimpProcedureDialog *dlg;
   GtkWidget           *dialog, *box, *label, *combo, *button, *help;
-  DialogState          st = { config, NULL, NULL, NULL, NULL, 0 };
+  DialogState          st = { .config = config };
   gboolean             refine = gimp_procedure_find_argument (procedure, "timestep") != NULL;
   gchar               *user_dir, *shown_dir, *help_text;
   gboolean             run;
@@ -325,11 +329,13 @@ ddpm_dialog_run (GimpProcedure       *procedure,
     }
   else
     {
-      st.period_t = gimp_procedure_dialog_get_widget (dlg, "period-t", G_TYPE_NONE);
+      st.period_t     = gimp_procedure_dialog_get_widget (dlg, "period-t", G_TYPE_NONE);
+      st.period_steps = gimp_procedure_dialog_get_widget (dlg, "period-steps", G_TYPE_NONE);
       gimp_procedure_dialog_fill (dlg, "model-box", "width", "height", "steps",
                                   "sampler", "eta", "eta-t-max", "variance",
-                                  "seed-box", "tileable", "period", "period-t",
-                                  "period-eta", "model-help", NULL);
+                                  "seed-box", "tileable", "period", "period-steps",
+                                  "period-t", "period-eta", "model-help", NULL);
+      only_with_period (dlg, "period-steps");
       only_with_period (dlg, "period-t");
       only_with_period (dlg, "period-eta");
     }

@@ -182,6 +182,12 @@ create_generate (GimpPlugIn *plug_in)
         "textures: the refine of the whole layer already removes the "
         "coloured grain that Eta prevents"),
       0.0, 1.0, DDPM_DEFAULT_PERIOD_ETA, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "period-steps", _("Period step co_unt"),
+      _("With a period: the number of reverse steps of the period's own "
+        "run (at most the model's timesteps T).  The period is a small "
+        "image, so more steps cost little and give it finer detail; Steps "
+        "is for the run over the whole layer"),
+      1, 100000, DDPM_DEFAULT_PERIOD_STEPS, G_PARAM_READWRITE);
 
   gimp_procedure_add_layer_return_value (procedure, "layer", _("Layer"),
       _("The new layer"), FALSE, G_PARAM_READWRITE);

@@ -255,7 +255,7 @@ ddpm_generate_run (GimpProcedure        *procedure,
       goto fail;
     }
   g_object_get (config, "period", &p.period, "period-t", &p.period_t,
-                "period-eta", &period_eta, NULL);
+                "period-eta", &period_eta, "period-steps", &p.period_steps, NULL);
   p.period_eta = (float) period_eta;
   planes = alloc_planes (width, height, &error);
   if (! planes)

@@ -116,6 +116,11 @@ expect_one_line_error 2 "--period-eta is only for --sampler ddim (the sampler is
 for bad in 1.5 -0.1 nan abc ""; do
     expect_one_line_error 2 "--period-eta" $gen --size 8x8 --period-eta "$bad"
 done
+expect 0 "--period-steps K" generate --help
+expect_one_line_error 2 "--period-steps is not for --period 0" $gen --size 8x8 --period 0 --period-steps 50
+for bad in 0 -1 1.5 abc ""; do
+    expect_one_line_error 2 "--period-steps" $gen --size 8x8 --period-steps "$bad"
+done
 expect_one_line_error 2 "--threads" $gen --size 8x8 --threads -1
 expect_one_line_error 2 "--memory-budget" $gen --size 8x8 --memory-budget -5
 

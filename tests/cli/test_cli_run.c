@@ -291,6 +291,9 @@ static void test_generate_refused(int T)
     RUN(2, "generate", "--model", model_dir, "--size", "64x64", "--period", "16", "--period-t", steps, "--output",
         out);
     CHECK(log_contains("--period-t") && log_contains("is more than T ="), "period-t > T not explained");
+    RUN(2, "generate", "--model", model_dir, "--size", "64x64", "--period", "16", "--period-steps", steps,
+        "--output", out);
+    CHECK(log_contains("--period-steps") && log_contains("is more than T ="), "period-steps > T not explained");
     CHECK(access(out, F_OK) != 0, "a refused run wrote its output");
 }
 
@@ -304,7 +307,10 @@ static void test_period(const ddpm_model *m)
     const char *out = path_in_scratch("period.png"), *plain = path_in_scratch("period-plain.png");
     RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
         "--period", "16", "--period-t", "300", "--output", out);
-    CHECK(log_contains("period 16x16 refined from t = 300"), "the period is not printed");
+    char period_line[96];
+    snprintf(period_line, sizeof period_line, "period 16x16 in %d steps refined from t = 300",
+             DDPM_DEFAULT_PERIOD_STEPS);
+    CHECK(log_contains(period_line), "the period is not printed");
     RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
         "--period", "0", "--output", plain);
     CHECK(!log_contains("refined from"), "--period 0 printed a period");
@@ -317,7 +323,8 @@ static void test_period(const ddpm_model *m)
           "without --period: not --period 16's image (the model's sample_size is %d)", mi.sample_size);
     ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 1, .tileable = 1,
                          .sampler = DDPM_DEFAULT_SAMPLER, .eta = (float)DDPM_DEFAULT_ETA,
-                         .eta_t_max = DDPM_DEFAULT_ETA_T_MAX, .period = 16, .period_t = 300};
+                         .eta_t_max = DDPM_DEFAULT_ETA_T_MAX, .period = 16, .period_t = 300,
+                         .period_steps = DDPM_DEFAULT_PERIOD_STEPS};
     float *x = malloc(3 * PW * PH * sizeof(float));
     char err[512] = "";
     int ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK;
@@ -341,6 +348,18 @@ static void test_period(const ddpm_model *m)
     CHECK(ok, "period eta: %s", err);
     differ = ok ? png_values_differing(noisy, x, PW, PH) : -1;
     CHECK(differ == 0, "--period-eta 0.75: %d values differ from ddpm_job_generate", differ);
+    /* --period-steps reaches the job and the run line. */
+    const char *short_period = path_in_scratch("period-steps.png");
+    RUN(0, "generate", "--model", model_dir, "--size", "48x32", "--steps", "3", "--seed", "1", "--tileable",
+        "--period", "16", "--period-t", "300", "--period-steps", "4", "--output", short_period);
+    CHECK(log_contains("period 16x16 in 4 steps"), "--period-steps is not printed");
+    CHECK(!same_file(out, short_period), "--period-steps 4 gave the image of the default period steps");
+    p.period_eta = (float)DDPM_DEFAULT_PERIOD_ETA;
+    p.period_steps = 4;
+    ok = x && ddpm_job_generate(m, &p, PW, PH, NULL, NULL, x, err, sizeof err) == DDPM_OK;
+    CHECK(ok, "period steps: %s", err);
+    differ = ok ? png_values_differing(short_period, x, PW, PH) : -1;
+    CHECK(differ == 0, "--period-steps 4: %d values differ from ddpm_job_generate", differ);
     free(x);
 }
 

@@ -36,6 +36,11 @@
                  "match-period-eta.png")
 (export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
                                         #:model test-model #:width 64 #:height 48
+                                        #:steps 3 #:seed 7 #:tileable #t
+                                        #:period 16 #:period-t refine-t #:period-steps 5)
+                 "match-period-steps.png")
+(export-drawable (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                                        #:model test-model #:width 64 #:height 48
                                         #:steps 3 #:seed 7 #:tileable #t #:period 0)
                  "match-no-period.png")
 

@@ -204,6 +204,11 @@ case $test_name in
     cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 16 --period-t $refine_t \
         --period-eta 0.75 --output "$out/cli-period-eta.png"
     check same match-period-eta.png cli-period-eta.png
+    cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 16 --period-t $refine_t \
+        --period-steps 5 --output "$out/cli-period-steps.png"
+    check same match-period-steps.png cli-period-steps.png
+    "$PNG_CHECK" same "$work/out/match-period.png" "$work/out/match-period-steps.png" >/dev/null &&
+      fail "#:period-steps 5 gave the image of the default period steps"
     cli generate --size 64x48 --steps 3 --seed 7 --tileable --period 0 --output "$out/cli-no-period.png"
     check same match-no-period.png cli-no-period.png
     cli refine --input "$out/match-refine-in.png" --t $refine_t --steps 3 --variance posterior \

@@ -16,7 +16,8 @@
  *     tileable generate of the period's size (fitted to a tileable image's
  *     axes), from t = 400 it does not; progress counts both chains; cancel
  *     and budget leave `out` untouched; bad periods are refused; with DDIM
- *     both chains take period_eta and never eta.
+ *     both chains take period_eta and never eta; period_steps is the
+ *     period's own step count, checked with steps before either chain runs.
  */
 #include "ddpm.h"
 #include "job_internal.h"
@@ -603,6 +604,53 @@ static void test_period(const ddpm_model *m)
     s = ddpm_job_generate(m, &q, W, H, NULL, NULL, untouched, err, sizeof err);
     CHECK(s == DDPM_ERR_ARGUMENT && strstr(err, "period eta") && all_equal(untouched, n, SENTINEL),
           "period eta 1.5: %s '%s'", ddpm_status_name(s), err);
+
+    /* period_steps is the period's own K: 0 takes steps, any other value
+     * gives the period of a whole generate at that K (checked at t = 1), and
+     * progress counts its steps, then the refine's one. */
+    q = p;
+    q.period_steps = K;
+    s = ddpm_job_generate(m, &q, W, H, NULL, NULL, refined, err, sizeof err);
+    CHECK(s == DDPM_OK && memcmp(x, refined, n * sizeof(float)) == 0, "period_steps = steps differs from 0: %s",
+          ddpm_status_name(s));
+    const int K_period = 7;
+    q.period_steps = K_period;
+    progress_log counted = {0};
+    s = ddpm_job_generate(m, &q, W, H, on_progress, &counted, refined, err, sizeof err);
+    CHECK(s == DDPM_OK && counted.total == K_period + 1 && counted.last_step == K_period + 1,
+          "period_steps %d: %s, progress to %d of %d, expected %d", K_period, ddpm_status_name(s),
+          counted.last_step, counted.total, K_period + 1);
+    CHECK(memcmp(x, refined, n * sizeof(float)) != 0, "period_steps %d gave the image of %d steps", K_period, K);
+    ddpm_job_params alone = q;
+    alone.period = 0;
+    alone.steps = K_period;
+    alone.eta = q.period_eta;
+    s = ddpm_job_generate(m, &alone, px, py, NULL, NULL, cell, err, sizeof err);
+    e = repeat_error(refined, W, H, cell, px, py);
+    alone.steps = K;
+    ddpm_status s_K = ddpm_job_generate(m, &alone, px, py, NULL, NULL, cell, err, sizeof err);
+    double e_K = repeat_error(refined, W, H, cell, px, py);
+    printf("period_steps %d, refined from t = 1: mean |out - repeated cell| %.4f (%d-step cell), %.4f (%d-step)\n",
+           K_period, e, K_period, e_K, K);
+    CHECK(s == DDPM_OK && s_K == DDPM_OK && e < 0.05 && e < e_K / 2,
+          "the period was not made in period_steps: mean |diff| %.4f, from a %d-step period %.4f", e, K, e_K);
+
+    /* Refused before either chain runs: period_steps past T or negative, and
+     * steps past T even when the period has its own. */
+    int bad_period_steps[] = { 1001, -1 };
+    for (int i = 0; i < 2; i++) {
+        q.period_steps = bad_period_steps[i];
+        s = ddpm_job_generate(m, &q, W, H, NULL, NULL, untouched, err, sizeof err);
+        CHECK(s == DDPM_ERR_ARGUMENT && strstr(err, "period steps") && all_equal(untouched, n, SENTINEL),
+              "period steps %d: %s '%s'", bad_period_steps[i], ddpm_status_name(s), err);
+    }
+    q.period_steps = K_period;
+    q.steps = 1001;
+    progress_log never = {0};
+    s = ddpm_job_generate(m, &q, W, H, on_progress, &never, untouched, err, sizeof err);
+    CHECK(s == DDPM_ERR_ARGUMENT && never.calls == 0 && all_equal(untouched, n, SENTINEL),
+          "steps 1001 with period_steps %d: %s '%s', %d progress calls", K_period, ddpm_status_name(s), err,
+          never.calls);
     free(untouched);
     free(x);
     free(out);
