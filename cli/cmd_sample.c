@@ -340,6 +340,24 @@ static int run_job(sample_run *run, int width, int height, const refine_input *i
 /* ddpm generate                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The period's own options mean nothing with --period 0: refused. */
+static int only_with_period(const cli_option *o, int period)
+{
+    if (period)
+        return CLI_EXIT_OK;
+    cli_error("generate: --%s is not for --period 0", o->name);
+    return CLI_EXIT_USAGE;
+}
+
+/* --period-t or --period-steps: a count from 1 up (the model's T bounds it later). */
+static int read_period_int(const cli_option *o, int period, int *value, int *given)
+{
+    *given = 1;
+    if (parse_int(o->name, o->value, 1, 1000000, value) != 0)
+        return CLI_EXIT_USAGE;
+    return only_with_period(o, period);
+}
+
 int cmd_generate(int argc, char **argv)
 {
     enum { G_SIZE, G_OUTPUT, G_PERIOD, G_PERIOD_T, G_PERIOD_ETA, G_PERIOD_STEPS, G_SHARED,
@@ -398,34 +416,19 @@ int cmd_generate(int argc, char **argv)
     if (rc == CLI_EXIT_OK && options[G_PERIOD].value &&
         parse_int("period", options[G_PERIOD].value, 0, IMAGE_MAX_SIDE, &run.job.period) != 0)
         rc = CLI_EXIT_USAGE;
-    if (rc == CLI_EXIT_OK && options[G_PERIOD_T].value) {
-        run.period_t_given = 1;
-        if (parse_int("period-t", options[G_PERIOD_T].value, 1, 1000000, &run.job.period_t) != 0)
-            rc = CLI_EXIT_USAGE;
-        else if (!run.job.period) {
-            cli_error("generate: --period-t is not for --period 0");
-            rc = CLI_EXIT_USAGE;
-        }
-    }
+    if (rc == CLI_EXIT_OK && options[G_PERIOD_T].value)
+        rc = read_period_int(&options[G_PERIOD_T], run.job.period, &run.job.period_t, &run.period_t_given);
+    if (rc == CLI_EXIT_OK && options[G_PERIOD_STEPS].value)
+        rc = read_period_int(&options[G_PERIOD_STEPS], run.job.period, &run.job.period_steps,
+                             &run.period_steps_given);
     if (rc == CLI_EXIT_OK && options[G_PERIOD_ETA].value) {
         double eta = 0.0;
         if (parse_double("period-eta", options[G_PERIOD_ETA].value, 0.0, 1.0, &eta) != 0 ||
             only_for_ddim(&run, "period-eta") != CLI_EXIT_OK)
             rc = CLI_EXIT_USAGE;
-        else if (!run.job.period) {
-            cli_error("generate: --period-eta is not for --period 0");
-            rc = CLI_EXIT_USAGE;
-        }
+        else
+            rc = only_with_period(&options[G_PERIOD_ETA], run.job.period);
         run.job.period_eta = (float)eta;
-    }
-    if (rc == CLI_EXIT_OK && options[G_PERIOD_STEPS].value) {
-        run.period_steps_given = 1;
-        if (parse_int("period-steps", options[G_PERIOD_STEPS].value, 1, 1000000, &run.job.period_steps) != 0)
-            rc = CLI_EXIT_USAGE;
-        else if (!run.job.period) {
-            cli_error("generate: --period-steps is not for --period 0");
-            rc = CLI_EXIT_USAGE;
-        }
     }
     if (rc == CLI_EXIT_OK)
         rc = check_output("generate", run.output);
