@@ -140,6 +140,43 @@ job_params (const ddpm_model *m,
   return TRUE;
 }
 
+/* A period-first layer's own timestep and step count must fit the model's
+ * T, as steps must (job_params); a layer generated whole does not use them. */
+static gboolean
+period_counts_fit (const ddpm_model      *m,
+                   const ddpm_job_params *p,
+                   gint                   width,
+                   gint                   height,
+                   GError               **error)
+{
+  ddpm_model_info info;
+  gint            T, py, px;
+  const gchar    *name  = NULL;
+  gint            value = 0;
+
+  if (! ddpm_job_period_shape (m, p, width, height, &py, &px))
+    return TRUE;
+  ddpm_model_get_info (m, &info);
+  T = info.scheduler->num_train_timesteps;
+  if (p->period_t < 1 || p->period_t > T)
+    {
+      name  = "period-t";
+      value = p->period_t;
+    }
+  else if (p->period_steps < 1 || p->period_steps > T)
+    {
+      name  = "period-steps";
+      value = p->period_steps;
+    }
+  if (! name)
+    return TRUE;
+  g_set_error (error, GIMP_PLUG_IN_ERROR, 0,
+               /* TRANSLATORS: both %s are an argument's name: "period-t" or "period-steps" */
+               _("%s = %d is out of range: this model has T = %d timesteps, "
+                 "so %s must be 1 to %d"), name, value, T, name, T);
+  return FALSE;
+}
+
 /* Planes for a width x height image, or NULL (and an error) if too big. */
 static gfloat *
 alloc_planes (gint     width,
@@ -257,6 +294,11 @@ ddpm_generate_run (GimpProcedure        *procedure,
   g_object_get (config, "period", &p.period, "period-t", &p.period_t,
                 "period-eta", &period_eta, "period-steps", &p.period_steps, NULL);
   p.period_eta = (float) period_eta;
+  if (! period_counts_fit (m, &p, width, height, &error))
+    {
+      status = GIMP_PDB_CALLING_ERROR;
+      goto fail;
+    }
   planes = alloc_planes (width, height, &error);
   if (! planes)
     goto fail;

@@ -22,6 +22,13 @@
 (define (bad-timestep)
   (plug-in-ddpm-refine #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector layer)
                        #:model test-model #:timestep (+ test-model-T 1) #:steps 2 #:seed 1))
+; A 32 x 32 layer is larger than the test model's 16: generated period-first.
+(define (bad-period-steps-too-many)
+  (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                         #:model test-model #:steps 2 #:seed 1 #:period-steps (+ test-model-T 1)))
+(define (bad-period-t-too-large)
+  (plug-in-ddpm-generate #:run-mode RUN-NONINTERACTIVE #:image img
+                         #:model test-model #:steps 2 #:seed 1 #:period-t (+ test-model-T 1)))
 (define (bad-corrupt-model)
   (plug-in-ddpm-refine #:run-mode RUN-NONINTERACTIVE #:image img #:drawables (vector layer)
                        #:model "corrupt" #:timestep 3 #:steps 2 #:seed 1))
@@ -41,6 +48,8 @@
   (check "steps > T fails" (fails? bad-steps-too-many))
   (check "refine steps > T fails" (fails? bad-refine-steps-too-many))
   (check "timestep > T fails" (fails? bad-timestep))
+  (check "period-steps > T fails" (fails? bad-period-steps-too-many))
+  (check "period-t > T fails" (fails? bad-period-t-too-large))
   (check "corrupt weights fail" (fails? bad-corrupt-model))
   (check "a folder that is no model fails" (fails? bad-not-a-model-folder))
   (check "refine without a drawable fails" (fails? bad-no-drawable))
