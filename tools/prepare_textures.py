@@ -78,7 +78,8 @@ def decode(data, ext):
 
 
 def wide_files(root):
-    """(name, extension, bytes) of every file of WIDE_SOURCES, in a fixed order."""
+    """(name, extension, a function reading its bytes) of every file of
+    WIDE_SOURCES, in a fixed order."""
     for source, inner, skip in WIDE_SOURCES:
         path = os.path.join(root, source)
         if inner is None:
@@ -87,7 +88,8 @@ def wide_files(root):
                 continue
             for name in sorted(os.listdir(path)):
                 if name not in skip:
-                    yield os.path.join(source, name), name.lower().rsplit(".", 1)[-1], lambda p=os.path.join(path, name): open(p, "rb").read()
+                    read = lambda p=os.path.join(path, name): open(p, "rb").read()  # noqa: E731
+                    yield os.path.join(source, name), name.lower().rsplit(".", 1)[-1], read
         elif not os.path.isfile(path):
             print(f"missing {path} (is its package fetched?)")
         else:
