@@ -5,11 +5,12 @@
 #
 # SET is any of  a      tileable, seeds 1-256
 #                b      tileable, seeds 257-512
+#                c      tileable, seeds 513-768 (a third draw, for seed-set spread)
 #                plain  not tileable, seeds 1-256
 #                joint  a and b scored together, 512 images against 512 crops
 #                big    tileable, 128 images of 256x256, seeds 1-128
 #                bigplain  not tileable, the same
-# (default: a b plain joint).  Each of a, b and plain is 256 independent 64x64
+# (default: a b plain joint).  Each of a, b, c and plain is 256 independent 64x64
 # images made by the C engine at its default settings (extra `ddpm generate`
 # options go in $GEN_OPTS), written to OUT/SET/, then scored by
 # tools/texture_metrics.py against held-out and training crops; the scores go
@@ -24,7 +25,7 @@
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,25p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,26p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -61,6 +62,7 @@ for set in $sets; do
   case $set in
     a) make_set "$out/a" 1 1; score "$out/a" a 256 ;;
     b) make_set "$out/b" 257 1; score "$out/b" b 256 ;;
+    c) make_set "$out/c" 513 1; score "$out/c" c 256 ;;
     plain) make_set "$out/plain" 1 0; score "$out/plain" plain 256 ;;
     joint)
       make_set "$out/a" 1 1; make_set "$out/b" 257 1
@@ -70,6 +72,6 @@ for set in $sets; do
       score "$out/joint" joint 512 ;;
     big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
     bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
-    *) echo "measure_model: unknown set '$set' (a, b, plain, joint, big, bigplain)" >&2; exit 2 ;;
+    *) echo "measure_model: unknown set '$set' (a, b, c, plain, joint, big, bigplain)" >&2; exit 2 ;;
   esac
 done

@@ -318,9 +318,11 @@ def main():
                        scheduler={"variance_type": "fixed_large"})
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3), "weights": a.export_weights,
+                       "data": os.path.basename(state["args"].get("data") or ""),
                        "recipe": {k: v for k, v in state["args"].items()
                                   if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight",
-                                           "circular_fraction", "mix_batches", "ema", "seed")}},
+                                           "circular_fraction", "mix_batches", "circular_crop", "circular_batch",
+                                           "ema", "seed")}},
                       f, indent=2)
             f.write("\n")
         what = "EMA" if a.export_weights == "ema" else "weights"
