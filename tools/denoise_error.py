@@ -2,6 +2,7 @@
 
     tools/gimp3-env --python python3 tools/denoise_error.py MODEL_DIR [--data textures.pt] [--size 64]
                                                                       [--split train|heldout] [--n 32]
+                                                                      [--circular]
 
 For each range of t: N crops noised by q(x_t | x_0), the model's eps_theta, and
   - the per-pixel mean square of eps_theta - eps (L_simple, what training minimises);
@@ -10,7 +11,9 @@ For each range of t: N crops noised by q(x_t | x_0), the model's eps_theta, and
     all predictable, since it is nearly the image mean of x_t;
   - the rms error of x0-hat's image mean that it causes, (1 - abar)^(1/2) / abar^(1/2) times the mean's error: the
     colour error of the sampler's prediction at those steps.
-The same crops and noise for every model (fixed seeds), so models can be compared."""
+The same crops and noise for every model (fixed seeds), so models can be compared.  --circular asks the same of the
+tileable mode: the crops are whole periods of tileable sources (as train.py's circular batches) and the network pads
+circularly, as a tileable run does."""
 import argparse
 import os
 import sys
@@ -19,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import Schedule, Textures  # noqa: E402
-from unet_ref import load_model_dir  # noqa: E402
+from unet_ref import Conv, load_model_dir  # noqa: E402
 
 RANGES = [(0, 10), (10, 50), (50, 200), (200, 400), (400, 700), (700, 900), (900, 1000)]
 
@@ -33,12 +36,16 @@ def main():
                     help="crops of the training textures or of the held-out ones (an error much lower on training "
                          "crops than on held-out ones means memorisation)")
     ap.add_argument("--n", type=int, default=32, help="crops per range of t")
+    ap.add_argument("--circular", action="store_true",
+                    help="whole --size periods of the tileable sources, with circular padding (the tileable mode)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_dir(a.model).eval()
     data = torch.load(a.data, weights_only=False)
-    x0 = Textures(data[a.split], a.size, seed=7).batch(a.n)
+    textures = Textures(data[a.split], a.size, seed=7)
+    x0 = textures.periodic_batch(a.n, [a.size]) if a.circular else textures.batch(a.n)
+    Conv.circular = a.circular
     ac = Schedule().alphas_cumprod.float()
     gen = torch.Generator().manual_seed(0)
     print(f"{'t':>10}  {'per-pixel mse':>13}  {'HW |mean err|^2':>15}  {'x0-hat mean rms':>15}")
