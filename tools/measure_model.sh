@@ -6,6 +6,8 @@
 # SET is any of  a      tileable, seeds 1-256
 #                b      tileable, seeds 257-512
 #                c      tileable, seeds 513-768 (a third draw, for seed-set spread)
+#                period tileable, seeds 1-256, made as the period of a larger image is
+#                       (--steps 50 --eta 0: the period-first defaults of core/ddpm.h)
 #                plain  not tileable, seeds 1-256
 #                joint  a and b scored together, 512 images against 512 crops
 #                big    tileable, 128 images of 256x256, seeds 1-128
@@ -25,7 +27,7 @@
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,26p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,28p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -36,13 +38,13 @@ if [ -n "${PAUSE_PID:-}" ]; then
   trap 'kill -CONT "$PAUSE_PID"' EXIT
 fi
 
-make_set() {  # dir, first seed, tileable (1/0), [size, count]
-  local dir=$1 first=$2 tile=$3 size=${4:-64} count=${5:-256} s
+make_set() {  # dir, first seed, tileable (1/0), [size, count, extra generate options]
+  local dir=$1 first=$2 tile=$3 size=${4:-64} count=${5:-256} extra=${6:-} s
   mkdir -p "$dir"
   for s in $(seq "$first" $((first + count - 1))); do
     [ -s "$dir/$s.png" ] && continue
     "$DDPM" generate --model "$model" --size "${size}x$size" --seed "$s" $([ "$tile" = 1 ] && echo --tileable) \
-      ${GEN_OPTS:-} --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
+      $extra ${GEN_OPTS:-} --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
     mv "$dir/$s.png.tmp.png" "$dir/$s.png"
   done
 }
@@ -63,6 +65,7 @@ for set in $sets; do
     a) make_set "$out/a" 1 1; score "$out/a" a 256 ;;
     b) make_set "$out/b" 257 1; score "$out/b" b 256 ;;
     c) make_set "$out/c" 513 1; score "$out/c" c 256 ;;
+    period) make_set "$out/period" 1 1 64 256 "--steps 50 --eta 0"; score "$out/period" period 256 ;;
     plain) make_set "$out/plain" 1 0; score "$out/plain" plain 256 ;;
     joint)
       make_set "$out/a" 1 1; make_set "$out/b" 257 1
@@ -72,6 +75,6 @@ for set in $sets; do
       score "$out/joint" joint 512 ;;
     big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
     bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
-    *) echo "measure_model: unknown set '$set' (a, b, c, plain, joint, big, bigplain)" >&2; exit 2 ;;
+    *) echo "measure_model: unknown set '$set' (a, b, c, period, plain, joint, big, bigplain)" >&2; exit 2 ;;
   esac
 done
