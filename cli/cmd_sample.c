@@ -90,7 +90,8 @@ static int read_shared_options(const cli_option *o, sample_run *run)
 {
     run->model_dir = o[SH_MODEL].value;
     run->job.sampler = DDPM_DEFAULT_SAMPLER;
-    run->job.eta = (float)DDPM_DEFAULT_ETA;   /* read by DDIM only */
+    /* read by DDIM only; a refine has its --t by now */
+    run->job.eta = (float)(run->job.timestep > 0 ? DDPM_DEFAULT_REFINE_ETA : DDPM_DEFAULT_ETA);
     run->job.eta_t_max = DDPM_DEFAULT_ETA_T_MAX;
     if (o[SH_STEPS].value && parse_int("steps", o[SH_STEPS].value, 1, 1000000, &run->job.steps) != 0)
         return CLI_EXIT_USAGE;
@@ -561,12 +562,16 @@ int cmd_refine(int argc, char **argv)
         [R_OUTPUT] = { "output", "FILE", "where to write: .png or .safetensors (required)", NULL },
     };
     memcpy(options + R_SHARED, shared_options, sizeof shared_options);
+    options[R_SHARED + SH_ETA].help = "ddim only: 0 = deterministic .. 1 = ddpm's noise (default "
+                                      TEXT(DDPM_DEFAULT_REFINE_ETA) ")";
     char description[2048];
     snprintf(description, sizeof description,
              "Refine an image: x_t = q_sample(x_0) at timestep t (eq. 4), then K reverse\n"
              "steps from t down to 0.  With --mask only the white part changes; the rest\n"
              "is re-noised from the input at every step so both parts agree.  The alpha\n"
-             "of an RGBA input is written back unchanged to a PNG output.\n\n%s\n\n%s", sampler_help,
+             "of an RGBA input is written back unchanged to a PNG output.  DDIM is\n"
+             "deterministic here by default (--eta 0): noise would only smooth away the\n"
+             "image's own grain.\n\n%s\n\n%s", sampler_help,
              output_help);
     cli_command cmd = { "refine", "--input FILE --t T --output FILE [options]", description, options, R_COUNT };
 

@@ -193,11 +193,17 @@ ddpm_status ddpm_sampler_parse(const char *name, ddpm_sampler *out);
  * speckle with less smoothing.  The DDPM chain does worse even at 1000
  * steps, and 20 steps keep a 512x512 texture near 15 s on two cores.  These
  * are for images generated whole; period-first ones take
- * DDPM_DEFAULT_PERIOD_ETA (below). */
+ * DDPM_DEFAULT_PERIOD_ETA (below), refines DDPM_DEFAULT_REFINE_ETA. */
 #define DDPM_DEFAULT_STEPS     20
 #define DDPM_DEFAULT_SAMPLER   DDPM_SAMPLER_DDIM
 #define DDPM_DEFAULT_ETA       0.5
 #define DDPM_DEFAULT_ETA_T_MAX 500
+/* A refine starts from a real image noised to t0, not from x_T, and the
+ * speckle that DDPM_DEFAULT_ETA keeps out of whole images does not appear:
+ * there the noise only smooths away the image's own grain.  Deterministic,
+ * a refine of real textures stays closer to them (MODEL_CARD.md,
+ * "Twenty-fourth session"). */
+#define DDPM_DEFAULT_REFINE_ETA 0.0
 
 /* A zero-initialised struct (plus steps, seed, ...) means the DDPM sampler. */
 typedef struct {

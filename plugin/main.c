@@ -42,9 +42,12 @@ ddpm_query_procedures (GimpPlugIn *plug_in G_GNUC_UNUSED)
   return names;
 }
 
-/* The arguments both procedures share, in dialog order after their own. */
+/* The arguments both procedures share, in dialog order after their own.
+ * Only Eta's default and help differ: a refine starts from the layer, not
+ * from noise, and is sharpest deterministic (core/ddpm.h). */
 static void
-add_common_arguments (GimpProcedure *procedure)
+add_common_arguments (GimpProcedure *procedure,
+                      gboolean       refine)
 {
   gimp_procedure_add_int_argument (procedure, "steps", _("Ste_ps"),
       _("Number of denoising steps K, 1 to the model's T: the T training "
@@ -98,10 +101,15 @@ add_common_arguments (GimpProcedure *procedure)
       ddpm_sampler_name (DDPM_DEFAULT_SAMPLER), G_PARAM_READWRITE);
 
   gimp_procedure_add_double_argument (procedure, "eta", _("E_ta"),
+      refine ?
+      _("DDIM only: the noise of each step, from 0 (deterministic) to 1 "
+        "(DDPM's posterior variance β̃_t).  Noise smooths away the "
+        "layer's own grain, so a refine is sharpest at 0") :
       _("DDIM only: the noise of each step, from 0 (deterministic) to 1 "
         "(DDPM's posterior variance β̃_t).  Some noise keeps the texture "
         "from the coloured grain of a fully deterministic run"),
-      0.0, 1.0, DDPM_DEFAULT_ETA, G_PARAM_READWRITE);
+      0.0, 1.0, refine ? DDPM_DEFAULT_REFINE_ETA : DDPM_DEFAULT_ETA,
+      G_PARAM_READWRITE);
 
   gimp_procedure_add_int_argument (procedure, "eta-t-max", _("Eta _below timestep"),
       _("DDIM only: Eta noises the steps from this timestep down; the "
@@ -158,7 +166,7 @@ create_generate (GimpPlugIn *plug_in)
   gimp_procedure_add_int_argument (procedure, "height", _("Hei_ght"),
       _("Height of the new layer in pixels (0: the image's height)"),
       0, GIMP_MAX_IMAGE_SIZE, 0, G_PARAM_READWRITE);
-  add_common_arguments (procedure);
+  add_common_arguments (procedure, FALSE);
 
   /* Added with period-first generation, after the common arguments so that
    * older positional calls keep their meaning. */
@@ -222,7 +230,7 @@ create_refine (GimpPlugIn *plug_in)
       _("Timestep t0 in 1 .. T the layer is noised to before it is denoised "
         "back: the fraction t0/T is the strength of the change"),
       1, 100000, 300, G_PARAM_READWRITE);
-  add_common_arguments (procedure);
+  add_common_arguments (procedure, TRUE);
   return procedure;
 }
 

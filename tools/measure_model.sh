@@ -12,14 +12,22 @@
 #                joint  a and b scored together, 512 images against 512 crops
 #                big    tileable, 128 images of 256x256, seeds 1-128
 #                bigplain  not tileable, the same
+#                refine    256 held-out 64x64 crops (not the reference crops), each
+#                          refined as the plug-in's DDPM Refine does by default
+#                          (`ddpm refine --t 300`, not tileable, seed = its number;
+#                          $REFINE_T sets another t)
+#                refinebig 128 held-out 256x256 crops, the same
 # (default: a b plain joint).  Each of a, b, c and plain is 256 independent 64x64
 # images made by the C engine at its default settings (extra `ddpm generate`
-# options go in $GEN_OPTS), written to OUT/SET/, then scored by
-# tools/texture_metrics.py against held-out and training crops; the scores go
+# options go in $GEN_OPTS, extra `ddpm refine` ones in $REFINE_OPTS), written
+# to OUT/SET/, then scored by tools/texture_metrics.py against held-out and
+# training crops; the scores go
 # to OUT/SET.txt and the SWD lines to the terminal.  The big sets, closer to
 # what artists make, are scored twice: cut into 64x64 tiles against real
 # 256x256 crops cut the same way (OUT/SET.txt), and whole on 5 pyramid levels,
-# which see structure up to about 112 px (OUT/SET-whole.txt).  Images already
+# which see structure up to about 112 px (OUT/SET-whole.txt).  The refine sets
+# say how far a refine moves real textures from themselves: their unrefined
+# inputs (OUT/SET-input/, scored too) sit at the floor.  Images already
 # in OUT/SET/ are kept, so an interrupted run resumes.  $DDPM (default
 # build/cli/ddpm) and $DATA (default /var/cache/gimp-ddpm/work/data/textures.pt)
 # locate the CLI and the data.
@@ -27,7 +35,7 @@
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,28p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,35p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -45,6 +53,19 @@ make_set() {  # dir, first seed, tileable (1/0), [size, count, extra generate op
     [ -s "$dir/$s.png" ] && continue
     "$DDPM" generate --model "$model" --size "${size}x$size" --seed "$s" $([ "$tile" = 1 ] && echo --tileable) \
       $extra ${GEN_OPTS:-} --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
+    mv "$dir/$s.png.tmp.png" "$dir/$s.png"
+  done
+}
+
+refine_set() {  # dir, size, count
+  local dir=$1 size=$2 count=$3 s
+  [ -s "$dir-input/$count.png" ] ||
+    python3 "$here/texture_metrics.py" --real "$DATA" --write-crops "$dir-input" --n "$count" --image-size "$size"
+  mkdir -p "$dir"
+  for s in $(seq 1 "$count"); do
+    [ -s "$dir/$s.png" ] && continue
+    "$DDPM" refine --model "$model" --input "$dir-input/$s.png" --t "${REFINE_T:-300}" --seed "$s" ${REFINE_OPTS:-} \
+      --output "$dir/$s.png.tmp.png" >/dev/null 2>&1
     mv "$dir/$s.png.tmp.png" "$dir/$s.png"
   done
 }
@@ -75,6 +96,11 @@ for set in $sets; do
       score "$out/joint" joint 512 ;;
     big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
     bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
-    *) echo "measure_model: unknown set '$set' (a, b, c, period, plain, joint, big, bigplain)" >&2; exit 2 ;;
+    refine) refine_set "$out/refine" 64 256; score "$out/refine-input" refine-input 256; score "$out/refine" refine 256 ;;
+    refinebig)
+      refine_set "$out/refinebig" 256 128
+      score_big "$out/refinebig-input" refinebig-input; score_big "$out/refinebig" refinebig ;;
+    *) echo "measure_model: unknown set '$set' (a, b, c, period, plain, joint, big, bigplain, refine, refinebig)" >&2
+       exit 2 ;;
   esac
 done

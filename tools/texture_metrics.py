@@ -9,6 +9,7 @@ crops of the same textures score the floor.
 
     python3 tools/texture_metrics.py --real data.pt --fake DIR_OF_PNGS [--size 64]
     python3 tools/texture_metrics.py --real data.pt --baselines 256  # floors and ceilings for 256 images
+    python3 tools/texture_metrics.py --real data.pt --write-crops DIR  # 256 held-out crops to refine
 
 --fake compares the generated set with 256 held-out crops and with 256
 training crops, and prints the pixel gradient, the share of images with colour
@@ -182,6 +183,14 @@ def load_pngs(folder, size):
     return torch.cat(ims)
 
 
+def write_crops(x, folder):
+    from PIL import Image
+    os.makedirs(folder, exist_ok=True)
+    pixels = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, p in enumerate(pixels):
+        Image.fromarray(p).save(os.path.join(folder, f"{i + 1}.png"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", required=True, help="textures.pt from tools/fetch_textures.sh")
@@ -197,9 +206,15 @@ def main():
                     help="also print how exactly the images repeat LAG pixels away (e.g. 64, the period)")
     ap.add_argument("--baselines", type=int, default=0, metavar="N",
                     help="also print the references for generated sets of N images, averaged over 5 draws")
+    ap.add_argument("--write-crops", metavar="DIR",
+                    help="write --n held-out crops of --image-size (or --size) as DIR/1.png ... and stop: inputs "
+                    "for a refine, drawn apart from the reference sets (which use crop seeds 1 and 2)")
     a = ap.parse_args()
     data = torch.load(a.real, weights_only=False)
     image_size = a.image_size or a.size
+    if a.write_crops:
+        write_crops(real_crops(data["heldout"], a.n, image_size, seed=3), a.write_crops)
+        return
     if image_size % a.size or a.n % (image_size // a.size) ** 2:
         ap.error("--image-size must be a multiple of --size, and --n a multiple of the tiles in one image")
     score = lambda real, fake: swd(real, fake, levels=a.levels)  # noqa: E731

@@ -546,7 +546,7 @@ static void test_refine_tensor(int T)
     char t[32], steps[32];
     snprintf(t, sizeof t, "%d", T < 20 ? T : 20);
     RUN(0, "refine", "--model", model_dir, "--input", path_in_scratch("a.safetensors"), "--t", t, "--output", out);
-    /* Default steps: min(50, t). */
+    /* Default steps: min(20, t). */
     snprintf(steps, sizeof steps, "%d steps", T < 20 ? T : 20);
     CHECK(log_contains(steps), "refine did not default to %s", steps);
     float *x = NULL;
@@ -561,6 +561,49 @@ static void test_refine_tensor(int T)
     RUN(0, "refine", "--model", model_dir, "--input", path_in_scratch("a.safetensors"), "--t", "2", "--steps", "3",
         "--output", out);
     CHECK(log_contains("taking 2 steps") && log_contains(": 2 steps"), "steps > t not clamped to t");
+}
+
+static float *read_sample(const char *path, int64_t shape[DDPM_MAX_DIMS], int *ndim);
+
+/* Without --eta, refine takes DDPM_DEFAULT_REFINE_ETA, not generate's
+ * DDPM_DEFAULT_ETA: the tensor is exactly ddpm_job_refine's with it, and
+ * --eta with generate's default gives another one. */
+static void test_refine_default_eta(const ddpm_model *m, int T)
+{
+    const char *in = path_in_scratch("a.safetensors"), *out = path_in_scratch("refined_eta.safetensors");
+    char t[32];
+    int t0 = T < 20 ? T : 20;
+    snprintf(t, sizeof t, "%d", t0);
+    int64_t shape[DDPM_MAX_DIMS];
+    int ndim = 0;
+    float *x0 = read_sample(in, shape, &ndim), *by_cli = NULL, *other = NULL;
+    float *by_job = malloc(3 * W * H * sizeof(float));
+    RUN(0, "refine", "--model", model_dir, "--input", in, "--t", t, "--steps", "3", "--seed", "4", "--output", out);
+    by_cli = read_sample(out, shape, &ndim);
+    char eta[32];
+    snprintf(eta, sizeof eta, "%g", (double)DDPM_DEFAULT_ETA);
+    RUN(0, "refine", "--model", model_dir, "--input", in, "--t", t, "--steps", "3", "--seed", "4", "--eta", eta,
+        "--output", out);
+    other = read_sample(out, shape, &ndim);
+    if (x0 && by_cli && other && by_job) {
+        ddpm_model_info mi;
+        ddpm_model_get_info(m, &mi);
+        ddpm_job_params p = {.steps = 3, .variance = mi.scheduler->variance_type, .seed = 4, .timestep = t0,
+                             .sampler = DDPM_DEFAULT_SAMPLER, .eta = (float)DDPM_DEFAULT_REFINE_ETA,
+                             .eta_t_max = DDPM_DEFAULT_ETA_T_MAX};
+        char err[512] = "";
+        ddpm_status s = ddpm_job_refine(m, &p, W, H, x0, NULL, NULL, NULL, by_job, err, sizeof err);
+        CHECK(s == DDPM_OK, "ddpm_job_refine: %s", err);
+        CHECK(s == DDPM_OK && memcmp(by_cli, by_job, 3 * W * H * sizeof(float)) == 0,
+              "refine without --eta is not ddpm_job_refine with eta %g", (double)DDPM_DEFAULT_REFINE_ETA);
+        CHECK(memcmp(by_cli, other, 3 * W * H * sizeof(float)) != 0,
+              "refine without --eta gave the image of --eta %s", eta);
+    }
+    CHECK(log_contains("eta"), "refine does not print its eta");
+    free(x0);
+    free(by_cli);
+    free(other);
+    free(by_job);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -740,6 +783,7 @@ int main(int argc, char **argv)
     test_cancel(T);
     test_refine_png(T);
     test_refine_tensor(T);
+    test_refine_default_eta(m, T);
     test_forward(&mi);
     test_forward_matches_diffusers();
     test_info_bench(&mi);
