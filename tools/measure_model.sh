@@ -21,21 +21,21 @@
 # images made by the C engine at its default settings (extra `ddpm generate`
 # options go in $GEN_OPTS, extra `ddpm refine` ones in $REFINE_OPTS), written
 # to OUT/SET/, then scored by tools/texture_metrics.py against held-out and
-# training crops; the scores go
-# to OUT/SET.txt and the SWD lines to the terminal.  The big sets, closer to
-# what artists make, are scored twice: cut into 64x64 tiles against real
-# 256x256 crops cut the same way (OUT/SET.txt), and whole on 5 pyramid levels,
-# which see structure up to about 112 px (OUT/SET-whole.txt).  The refine sets
-# say how far a refine moves real textures from themselves: their unrefined
-# inputs (OUT/SET-input/, scored too) sit at the floor.  Images already
-# in OUT/SET/ are kept, so an interrupted run resumes.  $DDPM (default
+# training crops; the scores go to OUT/SET.txt and the SWD lines to the
+# terminal.  The big sets, closer to what artists make, are scored twice: cut
+# into 64x64 tiles against real 256x256 crops cut the same way (OUT/SET.txt),
+# and whole on 5 pyramid levels, which see structure up to about 112 px
+# (OUT/SET-whole.txt).  The refine sets say how far a refine moves real
+# textures from themselves: their unrefined inputs (OUT/SET-input/, scored
+# too) sit at the floor.  Images already in OUT/SET/ are kept, so an
+# interrupted run resumes.  $DDPM (default
 # build/cli/ddpm) and $DATA (default /var/cache/gimp-ddpm/work/data/textures.pt)
 # locate the CLI and the data.
 # $PAUSE_PID, a training process, is stopped while this runs and continued
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,35p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,36p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -96,7 +96,9 @@ for set in $sets; do
       score "$out/joint" joint 512 ;;
     big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
     bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
-    refine) refine_set "$out/refine" 64 256; score "$out/refine-input" refine-input 256; score "$out/refine" refine 256 ;;
+    refine)
+      refine_set "$out/refine" 64 256
+      score "$out/refine-input" refine-input 256; score "$out/refine" refine 256 ;;
     refinebig)
       refine_set "$out/refinebig" 256 128
       score_big "$out/refinebig-input" refinebig-input; score_big "$out/refinebig" refinebig ;;
