@@ -201,7 +201,7 @@ ddpm_status ddpm_sampler_parse(const char *name, ddpm_sampler *out);
 /* A refine starts from a real image noised to t0, not from x_T, and the
  * speckle that DDPM_DEFAULT_ETA keeps out of whole images does not appear:
  * there the noise only smooths away the image's own grain.  Deterministic,
- * a refine of real textures stays closer to them (MODEL_CARD.md,
+ * a refine of real textures stays closer to them (TRAINING_LOG.md,
  * "Twenty-fourth session"). */
 #define DDPM_DEFAULT_REFINE_ETA 0.0
 
@@ -329,12 +329,12 @@ typedef struct {
 #define DDPM_DEFAULT_PERIOD_T 400
 /* Deterministic: the noise that keeps a whole 64 x 64 image free of speckle
  * (DDPM_DEFAULT_ETA) only flattens a period-first one, whose refine from
- * period_t already removes the speckle (weights/ddpm-texture/MODEL_CARD.md,
+ * period_t already removes the speckle (weights/ddpm-texture/TRAINING_LOG.md,
  * "Seventeenth session"). */
 #define DDPM_DEFAULT_PERIOD_ETA 0.0
 /* The period is a small image, so its chain is cheap: on the shipped model
  * 50 steps instead of 20 cost about half a second on a 512 x 512 image and bring
- * it closer to real textures (MODEL_CARD.md, "Eighteenth session").  The
+ * it closer to real textures (TRAINING_LOG.md, "Eighteenth session").  The
  * front ends take at most T. */
 #define DDPM_DEFAULT_PERIOD_STEPS 50
 

@@ -6,7 +6,7 @@ DIR/plain/ gets 256 crops of 64 x 64 as the plain batches make them (scale jitte
 DIR/periodic/ a 64 x 64 window of each of 256 periods as the circular batches make them (whole periods of tileable
 sources, each period size drawn by its share of the pixels trained on).  A model's samples cannot be closer to real crops
 than what it was shown: `texture_metrics.py --real textures.pt --fake DIR/periodic` is the tileable mode's own
-reference (MODEL_CARD.md, "Circular batches")."""
+reference (TRAINING_LOG.md, "Circular batches")."""
 import argparse
 import os
 import sys
