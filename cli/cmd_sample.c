@@ -380,7 +380,7 @@ int cmd_generate(int argc, char **argv)
     snprintf(description, sizeof description,
              "Sample a new image: x_T ~ N(0, I), then K reverse steps of the respaced chain.\n"
              "Sizes that are not a multiple of the model's stride are computed at the next\n"
-             "multiple and cropped.\n\n"
+             "multiple and cropped, or with --tileable resampled, so that they still wrap.\n\n"
              "Period-first, the default for images larger than the model's training size\n"
              "(64 for the shipped model): generated whole, a larger image drifts from one\n"
              "texture to another and every seed gives much the same pattern.  So it first\n"

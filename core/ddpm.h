@@ -390,13 +390,18 @@ size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, i
 
 /* Generate a width x height RGB image (3 x height x width floats in [-1, 1]).
  * Sizes that are not multiples of the model's stride are computed at the next
- * multiple and cropped. */
+ * multiple and cropped; a tileable image is resampled instead, as one period
+ * of its tiling, so that it still wraps around without a seam (at most 7
+ * pixels a side are added: a scale of 0.9 or more from 64 pixels up). */
 ddpm_status ddpm_job_generate(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
                               ddpm_progress_fn progress, void *progress_ctx,
                               float *out, char *err, size_t errlen);
 
 /* Refine `in` (3 x height x width in [-1, 1]) where `mask` (height x width in
- * [0, 1], NULL = everywhere) is set; `out` may equal `in`. */
+ * [0, 1], NULL = everywhere) is set; `out` may equal `in`.  A tileable refine
+ * whose sides are not multiples of the stride runs on the layer resampled to
+ * the next multiples and back (as generate does), then replaces the layer by
+ * the mask: what the mask keeps is kept exactly. */
 ddpm_status ddpm_job_refine(const ddpm_model *m, const ddpm_job_params *p, int width, int height,
                             const float *in, const float *mask,
                             ddpm_progress_fn progress, void *progress_ctx,

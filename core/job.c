@@ -207,6 +207,26 @@ ddpm_status job_tiled_predict(void *tiler, const float *x_t, int t, float *eps, 
     return DDPM_OK;
 }
 
+/* Whether a job runs off the grid: tileable, and a side not a multiple of
+ * the stride (then *H, *W are the sides it is computed at). */
+static int off_grid(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *H, int *W)
+{
+    ddpm_model_info info;
+    ddpm_model_get_info(m, &info);
+    *H = round_up(height, info.stride);
+    *W = round_up(width, info.stride);
+    return p->tileable && (*H != height || *W != width);
+}
+
+/* What an off-grid job holds beside the grid job's own need: generate the
+ * grid's image and the result; refine the layer and the result on the grid,
+ * the mask on the grid and the result at the layer's size. */
+static uint64_t off_grid_bytes(int width, int height, int W, int H, int refine)
+{
+    uint64_t grid = (uint64_t)H * W * sizeof(float), layer = (uint64_t)height * width * sizeof(float);
+    return refine ? 2 * JOB_CHANNELS * grid + grid + JOB_CHANNELS * layer : JOB_CHANNELS * (grid + layer);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Memory                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -254,15 +274,17 @@ size_t ddpm_job_memory_estimate(const ddpm_model *m, const ddpm_job_params *p, i
 {
     if (!m || !p || width < 1 || height < 1 || width > 65536 || height > 65536)
         return 0;
-    ddpm_model_info info;
-    ddpm_model_get_info(m, &info);
-    int py, px;
+    int H, W, py, px;
+    /* An off-grid job runs on the grid, beside its own images. */
+    int shifted = off_grid(m, p, width, height, &H, &W);
+    int w = shifted ? W : width, h = shifted ? H : height;
     /* A period-first job ends in a refine of the whole image. */
-    int periodic = !refine && ddpm_job_period_shape(m, p, width, height, &py, &px);
-    uint64_t b = job_bytes(m, round_up(height, info.stride), round_up(width, info.stride), JOB_TILE, JOB_HALO,
-                           refine || periodic, p->sampler, NULL);
+    int periodic = !refine && ddpm_job_period_shape(m, p, w, h, &py, &px);
+    uint64_t b = job_bytes(m, H, W, JOB_TILE, JOB_HALO, refine || periodic, p->sampler, NULL);
     if (periodic)
-        b += (uint64_t)JOB_CHANNELS * height * width * sizeof(float);
+        b += (uint64_t)JOB_CHANNELS * h * w * sizeof(float);
+    if (shifted)
+        b += off_grid_bytes(width, height, W, H, refine);
     return b > SIZE_MAX ? SIZE_MAX : (size_t)b;
 }
 
@@ -383,6 +405,150 @@ static void pad(const float *src, int height, int width, float *dst, int H, int 
                 dst[((size_t)c * H + y) * W + x] = src[((size_t)c * height + sy) * width + sx];
             }
         }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tileable images off the stride's grid                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Cropping a wrapped-around canvas cuts its period short, and the crop's two
+ * edges no longer meet: a seam.  So a tileable image whose sides are not
+ * multiples of the stride is computed at the next multiple, W' x H', and
+ * resampled to W x H as one period of the same infinite tiling: sample k of
+ * n is read at source position u = (k + 1/2) N/n - 1/2, indices wrap modulo
+ * N, so the last sample's right neighbour is the first.  At most 7 pixels
+ * are added (a scale of 0.9 or more for sides of 64 and up). */
+
+/* Keys' cubic convolution kernel with a = -1/2 (Keys 1981): interpolating
+ * (1 at 0, 0 at the other integers) and exact for quadratics. */
+static double keys_cubic(double x)
+{
+    const double a = -0.5;
+    x = fabs(x);
+    if (x <= 1.0)
+        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0)
+        return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+    return 0.0;
+}
+
+/* One periodic line of N samples (stride `ss` apart) to n (stride `ds`).
+ * Shrinking widens the kernel by N/n, so it averages instead of aliasing. */
+static void resample_line(const float *src, int N, size_t ss, float *dst, int n, size_t ds)
+{
+    double scale = (double)N / n, support = scale > 1.0 ? scale : 1.0;
+    for (int i = 0; i < n; i++) {
+        double u = (i + 0.5) * scale - 0.5, sum = 0.0, wsum = 0.0;
+        for (int k = (int)floor(u - 2.0 * support) + 1; k <= (int)floor(u + 2.0 * support); k++) {
+            double w = keys_cubic((k - u) / support);
+            int kk = ((k % N) + N) % N;
+            sum += w * src[(size_t)kk * ss];
+            wsum += w;
+        }
+        dst[(size_t)i * ds] = (float)(sum / wsum);
+    }
+}
+
+/* Rows first, then columns (job_internal.h). */
+ddpm_status job_resample_periodic(const float *src, int C, int H, int W, float *dst, int height, int width,
+                                  char *err, size_t errlen)
+{
+    float *rows = malloc((size_t)C * H * width * sizeof(float));
+    if (!rows)
+        return fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", width, H);
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            resample_line(src + ((size_t)c * H + y) * W, W, 1, rows + ((size_t)c * H + y) * width, width, 1);
+    for (int c = 0; c < C; c++)
+        for (int x = 0; x < width; x++)
+            resample_line(rows + (size_t)c * H * width + x, H, (size_t)width,
+                          dst + (size_t)c * height * width + x, height, (size_t)width);
+    free(rows);
+    return DDPM_OK;
+}
+
+static void clamp_unit(float *x, size_t n, float lo)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] < lo ? lo : (x[i] > 1.0f ? 1.0f : x[i]);
+}
+
+static ddpm_status generate_off_grid(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                                     int height, int W, int H, ddpm_progress_fn progress, void *progress_ctx,
+                                     float *out, char *err, size_t errlen)
+{
+    int py, px;
+    int periodic = ddpm_job_period_shape(m, p, W, H, &py, &px);
+    ddpm_status s = check_budget(m, p, tile, halo, width, height, periodic,
+                                 off_grid_bytes(width, height, W, H, 0) +
+                                     (periodic ? (uint64_t)JOB_CHANNELS * H * W * sizeof(float) : 0),
+                                 err, errlen);
+    if (s != DDPM_OK)
+        return s;
+    size_t n = (size_t)JOB_CHANNELS * height * width;
+    float *grid = malloc((size_t)JOB_CHANNELS * H * W * sizeof(float));
+    float *image = malloc(n * sizeof(float));
+    if (!grid || !image)
+        s = fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", W, H);
+    if (s == DDPM_OK)
+        s = job_generate_tiled(m, p, tile, halo, W, H, progress, progress_ctx, grid, err, errlen);
+    if (s == DDPM_OK)
+        s = job_resample_periodic(grid, JOB_CHANNELS, H, W, image, height, width, err, errlen);
+    if (s == DDPM_OK) {
+        clamp_unit(image, n, -1.0f);  /* the cubic's overshoot; the sample itself is in [-1, 1] */
+        memcpy(out, image, n * sizeof(float));
+    }
+    free(grid);
+    free(image);
+    return s;
+}
+
+/* The layer is resampled to the grid and back; the result then replaces the
+ * input by the mask at the layer's own size, so that what the mask keeps is
+ * kept exactly, as on the grid. */
+static ddpm_status refine_off_grid(const ddpm_model *m, const ddpm_job_params *p, int tile, int halo, int width,
+                                   int height, int W, int H, const float *in, const float *mask,
+                                   ddpm_progress_fn progress, void *progress_ctx, float *out, char *err,
+                                   size_t errlen)
+{
+    ddpm_status s = check_budget(m, p, tile, halo, width, height, 1, off_grid_bytes(width, height, W, H, 1), err,
+                                 errlen);
+    if (s != DDPM_OK)
+        return s;
+    size_t n = (size_t)height * width, N = (size_t)H * W;
+    float *in_grid = malloc(JOB_CHANNELS * N * sizeof(float));
+    float *out_grid = malloc(JOB_CHANNELS * N * sizeof(float));
+    float *mask_grid = mask ? malloc(N * sizeof(float)) : NULL;
+    float *refined = malloc(JOB_CHANNELS * n * sizeof(float));
+    if (!in_grid || !out_grid || !refined || (mask && !mask_grid))
+        s = fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", W, H);
+    if (s == DDPM_OK)
+        s = job_resample_periodic(in, JOB_CHANNELS, height, width, in_grid, H, W, err, errlen);
+    if (s == DDPM_OK && mask) {
+        s = job_resample_periodic(mask, 1, height, width, mask_grid, H, W, err, errlen);
+        clamp_unit(mask_grid, N, 0.0f);
+    }
+    if (s == DDPM_OK)
+        s = job_refine_tiled(m, p, tile, halo, W, H, in_grid, mask_grid, progress, progress_ctx, out_grid, err,
+                             errlen);
+    if (s == DDPM_OK)
+        s = job_resample_periodic(out_grid, JOB_CHANNELS, H, W, refined, height, width, err, errlen);
+    if (s == DDPM_OK) {
+        clamp_unit(refined, JOB_CHANNELS * n, -1.0f);
+        /* out = mask refined + (1 - mask) in: exactly `in` where the mask is 0
+         * and exactly `refined` where it is 1.  `out` may be `in`. */
+        for (int c = 0; c < JOB_CHANNELS; c++)
+            for (size_t i = 0; i < n; i++) {
+                size_t k = (size_t)c * n + i;
+                float a = mask ? mask[i] : 1.0f;
+                out[k] = a * refined[k] + (1.0f - a) * in[k];
+            }
+    }
+    free(in_grid);
+    free(out_grid);
+    free(mask_grid);
+    free(refined);
+    return s;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -534,6 +700,9 @@ ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, in
     if (p->period < 0 && p->period != DDPM_PERIOD_MODEL)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d: give 0 (none), %d (the model's size) or a size",
                     p->period, DDPM_PERIOD_MODEL);
+    int H, W;
+    if (width >= 1 && height >= 1 && width <= 65536 && height <= 65536 && off_grid(m, p, width, height, &H, &W))
+        return generate_off_grid(m, p, tile, halo, width, height, W, H, progress, progress_ctx, out, err, errlen);
     int py, px;
     if (ddpm_job_period_shape(m, p, width, height, &py, &px))
         return job_generate_periodic(m, p, tile, halo, width, height, py, px, progress, progress_ctx, out, err,
@@ -561,6 +730,11 @@ ddpm_status job_refine_tiled(const ddpm_model *m, const ddpm_job_params *p, int 
 {
     if (!in || !out)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing input or output image");
+    int H, W;
+    if (m && p && width >= 1 && height >= 1 && width <= 65536 && height <= 65536 &&
+        off_grid(m, p, width, height, &H, &W))
+        return refine_off_grid(m, p, tile, halo, width, height, W, H, in, mask, progress, progress_ctx, out, err,
+                               errlen);
     job_state j;
     ddpm_status s = job_prepare(m, p, tile, halo, width, height, 1, &j, err, errlen);
     if (s != DDPM_OK)

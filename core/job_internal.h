@@ -52,4 +52,12 @@ ddpm_status job_refine_tiled(const ddpm_model *m, const ddpm_job_params *p, int 
                              int height, const float *in, const float *mask, ddpm_progress_fn progress,
                              void *progress_ctx, float *out, char *err, size_t errlen);
 
+/* C x H x W -> C x height x width, both read as one period of the same
+ * tiling (Keys' cubic, widened when shrinking; indices wrap around): how a
+ * tileable job whose sides are not multiples of the stride runs on the
+ * stride's grid without a seam.  DDPM_ERR_MEMORY if its scratch cannot be
+ * had. */
+ddpm_status job_resample_periodic(const float *src, int C, int H, int W, float *dst, int height, int width,
+                                  char *err, size_t errlen);
+
 #endif /* DDPM_JOB_INTERNAL_H */
