@@ -208,9 +208,12 @@ ddpm_status job_tiled_predict(void *tiler, const float *x_t, int t, float *eps, 
 }
 
 /* Whether a job runs off the grid: tileable, and a side not a multiple of
- * the stride (then *H, *W are the sides it is computed at). */
+ * the stride (then *H, *W are the sides it is computed at).  0 for a size out
+ * of range, which the grid job then refuses. */
 static int off_grid(const ddpm_model *m, const ddpm_job_params *p, int width, int height, int *H, int *W)
 {
+    if (width < 1 || height < 1 || width > 65536 || height > 65536)
+        return 0;
     ddpm_model_info info;
     ddpm_model_get_info(m, &info);
     *H = round_up(height, info.stride);
@@ -219,12 +222,12 @@ static int off_grid(const ddpm_model *m, const ddpm_job_params *p, int width, in
 }
 
 /* What an off-grid job holds beside the grid job's own need: generate the
- * grid's image and the result; refine the layer and the result on the grid,
- * the mask on the grid and the result at the layer's size. */
+ * grid's image; refine the layer and the result on the grid, the mask on the
+ * grid and the result at the layer's size. */
 static uint64_t off_grid_bytes(int width, int height, int W, int H, int refine)
 {
     uint64_t grid = (uint64_t)H * W * sizeof(float), layer = (uint64_t)height * width * sizeof(float);
-    return refine ? 2 * JOB_CHANNELS * grid + grid + JOB_CHANNELS * layer : JOB_CHANNELS * (grid + layer);
+    return refine ? 2 * JOB_CHANNELS * grid + grid + JOB_CHANNELS * layer : JOB_CHANNELS * grid;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -485,21 +488,16 @@ static ddpm_status generate_off_grid(const ddpm_model *m, const ddpm_job_params 
                                  err, errlen);
     if (s != DDPM_OK)
         return s;
-    size_t n = (size_t)JOB_CHANNELS * height * width;
     float *grid = malloc((size_t)JOB_CHANNELS * H * W * sizeof(float));
-    float *image = malloc(n * sizeof(float));
-    if (!grid || !image)
-        s = fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", W, H);
+    if (!grid)
+        return fail(err, errlen, DDPM_ERR_MEMORY, "cannot allocate a %dx%d image", W, H);
+    s = job_generate_tiled(m, p, tile, halo, W, H, progress, progress_ctx, grid, err, errlen);
+    /* The resampler allocates before it writes, so a failure leaves `out` as it was. */
     if (s == DDPM_OK)
-        s = job_generate_tiled(m, p, tile, halo, W, H, progress, progress_ctx, grid, err, errlen);
-    if (s == DDPM_OK)
-        s = job_resample_periodic(grid, JOB_CHANNELS, H, W, image, height, width, err, errlen);
-    if (s == DDPM_OK) {
-        clamp_unit(image, n, -1.0f);  /* the cubic's overshoot; the sample itself is in [-1, 1] */
-        memcpy(out, image, n * sizeof(float));
-    }
+        s = job_resample_periodic(grid, JOB_CHANNELS, H, W, out, height, width, err, errlen);
+    if (s == DDPM_OK)  /* the cubic's overshoot; the sample itself is in [-1, 1] */
+        clamp_unit(out, (size_t)JOB_CHANNELS * height * width, -1.0f);
     free(grid);
-    free(image);
     return s;
 }
 
@@ -701,7 +699,7 @@ ddpm_status job_generate_tiled(const ddpm_model *m, const ddpm_job_params *p, in
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "period %d: give 0 (none), %d (the model's size) or a size",
                     p->period, DDPM_PERIOD_MODEL);
     int H, W;
-    if (width >= 1 && height >= 1 && width <= 65536 && height <= 65536 && off_grid(m, p, width, height, &H, &W))
+    if (off_grid(m, p, width, height, &H, &W))
         return generate_off_grid(m, p, tile, halo, width, height, W, H, progress, progress_ctx, out, err, errlen);
     int py, px;
     if (ddpm_job_period_shape(m, p, width, height, &py, &px))
@@ -731,8 +729,7 @@ ddpm_status job_refine_tiled(const ddpm_model *m, const ddpm_job_params *p, int 
     if (!in || !out)
         return fail(err, errlen, DDPM_ERR_ARGUMENT, "job: missing input or output image");
     int H, W;
-    if (m && p && width >= 1 && height >= 1 && width <= 65536 && height <= 65536 &&
-        off_grid(m, p, width, height, &H, &W))
+    if (m && p && off_grid(m, p, width, height, &H, &W))
         return refine_off_grid(m, p, tile, halo, width, height, W, H, in, mask, progress, progress_ctx, out, err,
                                errlen);
     job_state j;
