@@ -6,11 +6,13 @@
 # SET is any of  a      tileable, seeds 1-256
 #                b      tileable, seeds 257-512
 #                c      tileable, seeds 513-768 (a third draw, for seed-set spread)
+#                d, e   tileable, seeds 769-1024 and 1025-1280 (a fourth and fifth)
 #                period tileable, seeds 1-256, made as the period of a larger image is
 #                       (--steps 50 --eta 0: the period-first defaults of core/ddpm.h)
 #                plain  not tileable, seeds 1-256
 #                joint  a and b scored together, 512 images against 512 crops
 #                big    tileable, 128 images of 256x256, seeds 1-128
+#                big2   the same, seeds 129-256 (a second draw)
 #                bigplain  not tileable, the same
 #                refine    256 held-out 64x64 crops (not the reference crops), each
 #                          refined as the plug-in's DDPM Refine does by default
@@ -35,7 +37,7 @@
 # after: beside it, both ran at a third of their speed.  (gimp3-env clears the
 # environment, hence the `env` form above.)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,36p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,38p' "$0"; exit 2; }
 model=$1 out=$2; shift 2
 sets=${*:-a b plain joint}
 DDPM=${DDPM:-build/cli/ddpm}
@@ -86,6 +88,8 @@ for set in $sets; do
     a) make_set "$out/a" 1 1; score "$out/a" a 256 ;;
     b) make_set "$out/b" 257 1; score "$out/b" b 256 ;;
     c) make_set "$out/c" 513 1; score "$out/c" c 256 ;;
+    d) make_set "$out/d" 769 1; score "$out/d" d 256 ;;
+    e) make_set "$out/e" 1025 1; score "$out/e" e 256 ;;
     period) make_set "$out/period" 1 1 64 256 "--steps 50 --eta 0"; score "$out/period" period 256 ;;
     plain) make_set "$out/plain" 1 0; score "$out/plain" plain 256 ;;
     joint)
@@ -95,6 +99,7 @@ for set in $sets; do
       for f in "$out"/b/*.png; do ln -sf "../b/$(basename "$f")" "$out/joint/b$(basename "$f")"; done
       score "$out/joint" joint 512 ;;
     big) make_set "$out/big" 1 1 256 128; score_big "$out/big" big ;;
+    big2) make_set "$out/big2" 129 1 256 128; score_big "$out/big2" big2 ;;
     bigplain) make_set "$out/bigplain" 1 0 256 128; score_big "$out/bigplain" bigplain ;;
     refine)
       refine_set "$out/refine" 64 256
@@ -102,7 +107,7 @@ for set in $sets; do
     refinebig)
       refine_set "$out/refinebig" 256 128
       score_big "$out/refinebig-input" refinebig-input; score_big "$out/refinebig" refinebig ;;
-    *) echo "measure_model: unknown set '$set' (a, b, c, period, plain, joint, big, bigplain, refine, refinebig)" >&2
+    *) echo "measure_model: unknown set '$set' (a, b, c, d, e, period, plain, joint, big, big2, bigplain, refine, refinebig)" >&2
        exit 2 ;;
   esac
 done
