@@ -291,7 +291,10 @@ def main():
                     help="period sizes of circular crops, comma-separated (e.g. 64,128,256): each tileable source "
                     "trains at the smallest that holds a whole period of it (default 64: tiles of 26-128 px only)")
     ap.add_argument("--circular-batch", type=int, default=16, help="circular crops per step at the smallest size")
-    ap.add_argument("--ema", type=float, default=0.9995)
+    ap.add_argument("--ema", type=float, default=0.9995,
+                    help="EMA decay per step, capped by the warm-up (1+n)/(10+n), n being the run's step count "
+                    "(not the steps since --reset-ema): with 0.9999 the cap rules until step 89,990, e.g. 0.9997 "
+                    "at step 30,000, a memory 1/(1-decay) of about 3,300 steps")
     ap.add_argument("--reset-ema", action="store_true",
                     help="on resuming, restart the EMA from the current weights: after a change of recipe, so that "
                     "the EMA averages the new trajectory only (at step 20,000 the EMA of the old one was grainier "
@@ -440,6 +443,8 @@ def main():
         skipped = 0
         opt.step()
         step += 1
+        # The warm-up cap keeps an early EMA from clinging to random weights.  It counts the run's steps, so a
+        # long run's EMA is shorter than --ema says: 1 - 9 / (10 + step) until the cap passes --ema.
         decay = min(a.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
