@@ -13,15 +13,16 @@ For each range of t: N crops noised by q(x_t | x_0), the model's eps_theta, and
     colour error of the sampler's prediction at those steps.
 The same crops and noise for every model (fixed seeds), so models can be compared.  --circular asks the same of the
 tileable mode: the crops are whole periods of tileable sources (as train.py's circular batches) and the network pads
-circularly, as a tileable run does."""
+circularly, as a tileable run does.  A v-prediction model's output is turned into its eps_theta first."""
 import argparse
+import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import Schedule, Textures  # noqa: E402
+from train import Schedule, Textures, eps_from_output  # noqa: E402
 from unet_ref import Conv, load_model_dir  # noqa: E402
 
 RANGES = [(0, 10), (10, 50), (50, 200), (200, 400), (400, 700), (700, 900), (900, 1000)]
@@ -42,6 +43,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_dir(a.model).eval()
+    with open(os.path.join(a.model, "scheduler_config.json")) as f:
+        prediction = json.load(f).get("prediction_type", "epsilon")
     data = torch.load(a.data, weights_only=False)
     textures = Textures(data[a.split], a.size, seed=7)
     x0 = textures.periodic_batch(a.n, [a.size]) if a.circular else textures.batch(a.n)
@@ -55,7 +58,7 @@ def main():
             eps = torch.randn(x0.shape, generator=gen)
             abar = ac[t][:, None, None, None]
             xt = abar.sqrt() * x0 + (1 - abar).sqrt() * eps                     # q_sample, eq. (4)
-            err = model(xt, t) - eps
+            err = eps_from_output(model(xt, t), xt, abar, prediction) - eps
             mean_err = err.mean(dim=(2, 3))                                       # N x C
             x0_mean_err = mean_err * ((1 - abar) / abar).sqrt()[:, :, 0, 0]
             print(f"{lo:>4}..{hi - 1:<4}  {err.pow(2).mean():13.4f}  "

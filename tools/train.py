@@ -10,7 +10,9 @@ gradient step on || eps - eps_theta(x_t, t) ||^2, with the linear beta schedule
 the Min-SNR-gamma weight min(SNR_t, gamma) / SNR_t on the per-sample loss
 (Hang et al. 2023; gamma = 5) and Adam with a warm-up to a higher learning
 rate.  An exponential moving average of the weights (with the usual warm-up of
-its decay) is what ships.
+its decay) is what ships.  --prediction v_prediction trains the network to output
+v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 instead (Salimans & Ho 2022), which
+the engine reads from scheduler_config.json like diffusers.
 
 The run folder holds ckpt.pt (resumable: model, EMA, optimiser, step, RNG,
 elapsed time), log.tsv (step, hours, loss, SWD), ema/ (the EMA model as a
@@ -150,8 +152,17 @@ class Textures:
         return torch.stack([self.periodic(c) for _ in range(k)]).contiguous()
 
 
+def eps_from_output(out, xt, abar, prediction):
+    """The network's output as a prediction of eps.  v-prediction (Salimans & Ho 2022) outputs
+    v = sqrt(abar) eps - sqrt(1 - abar) x_0, so eps = sqrt(1 - abar) x_t + sqrt(abar) v."""
+    if prediction == "epsilon":
+        return out
+    abar = torch.as_tensor(abar, dtype=out.dtype)
+    return (1 - abar).sqrt() * xt + abar.sqrt() * out
+
+
 @torch.no_grad()
-def sample(model, sched, n, size, steps, gen):
+def sample(model, sched, n, size, steps, gen, prediction="epsilon"):
     """Respaced DDPM ancestral sampling (diffusers 'leading' spacing, sigma^2 = beta~), for evaluation."""
     ac = sched.alphas_cumprod
     ts = [i * (sched.T // steps) for i in range(steps)][::-1]
@@ -160,7 +171,7 @@ def sample(model, sched, n, size, steps, gen):
         prev = ts[i + 1] if i + 1 < len(ts) else -1
         a_t, a_p = ac[t].item(), (ac[prev].item() if prev >= 0 else 1.0)
         beta = 1 - a_t / a_p
-        eps = model(x, torch.full((n,), t))
+        eps = eps_from_output(model(x, torch.full((n,), t)), x, a_t, prediction)
         x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
         mean = (math.sqrt(a_p) * beta / (1 - a_t)) * x0 + (math.sqrt(1 - beta) * (1 - a_p) / (1 - a_t)) * x
         if t > 0:
@@ -220,15 +231,42 @@ def ddpm_loss(model, x0, ac, weight, a):
     xt = at.sqrt() * x0 + (1 - at).sqrt() * eps                      # q_sample, eq. (4)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
         pred = model(xt, t)
-    err = pred.float() - eps
-    per_sample = err.pow(2).mean(dim=(1, 2, 3))                       # L_simple per sample
-    simple = per_sample.mean().item()
+    if a.prediction == "v_prediction":
+        # v's error is eps's divided by sqrt(abar): the same minimiser, but at high t, where x_t is nearly all
+        # noise, the network predicts x_0 itself instead of a tiny deviation of eps from x_t that the sampler
+        # then magnifies by sqrt((1 - abar) / abar), up to 150 at t = 999
+        target = at.sqrt() * eps - (1 - at).sqrt() * x0
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+        err = at.sqrt() * (pred.float() - target)                       # eps_theta - eps, for the log
+        simple = err.pow(2).mean().item()
+    else:
+        err = pred.float() - eps
+        per_sample = err.pow(2).mean(dim=(1, 2, 3))                       # L_simple per sample
+        simple = per_sample.mean().item()
     if a.dc_weight > 0:
         # the image mean of the error counted like a whole image of it (Parseval: the mean is one of
         # HW frequencies); the same minimiser E[eps | x_t], another weighting of the errors
         dc = err.mean(dim=(2, 3)).pow(2).mean(dim=1) * err.shape[2] * err.shape[3]
         per_sample = per_sample + a.dc_weight * (1 - ac[t]) * dc
     return (weight[t] * per_sample).mean(), simple
+
+
+def resolve_prediction(a, state):
+    """The run's prediction type: a resumed run keeps the one it was trained with (a checkpoint from before the
+    option trained eps), a run started --init-from a model takes that model's unless --prediction says otherwise,
+    and a new run predicts eps unless told."""
+    if state:
+        own = state["args"].get("prediction") or "epsilon"
+        if a.prediction and a.prediction != own:
+            sys.exit(f"{a.run} trains {own}; resume it without --prediction, or start a new run with "
+                     f"--init-from to switch")
+        return own
+    if a.prediction:
+        return a.prediction
+    if a.init_from:
+        with open(os.path.join(a.init_from, "scheduler_config.json")) as f:
+            return json.load(f).get("prediction_type", "epsilon")
+    return "epsilon"
 
 
 def check_gradients(model, size=32, n=4):
@@ -281,6 +319,10 @@ def main():
                     "sqrt(1 - abar) eps_theta) / sqrt(abar) magnifies the image mean of eps_theta's error by up to "
                     "150; in L_simple that mean is 1 of HW frequencies and was hardly learned (0 = off).  Tried at 0.05 "
                     "for 1,603 steps from step 20,000: the image-mean error at high t got worse (MODEL_CARD.md)")
+    ap.add_argument("--prediction", choices=("epsilon", "v_prediction"),
+                    help="what the network outputs: eps (the paper's, default for a new run) or v = sqrt(abar) eps - "
+                    "sqrt(1 - abar) x_0 (loss |v - v_theta|^2 = L_simple / abar per sample).  A resumed run keeps "
+                    "its own; given with --init-from an eps model, it switches the objective (fine-tuning)")
     ap.add_argument("--circular-fraction", type=float, default=0.0,
                     help="share of steps trained with circular padding on periodic crops of tileable sources "
                          "(--circular-batch crops of --circular-crop pixels), as tileable runs pad (default 0)")
@@ -339,20 +381,22 @@ def main():
             model.load_state_dict(init.state_dict())
         ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
+    a.prediction = resolve_prediction(a, state)
+    scheduler = {"variance_type": "fixed_large", "prediction_type": a.prediction}
     nparam = sum(p.numel() for p in model.parameters())
 
     if a.export:
         if not state:
             sys.exit(f"no checkpoint in {a.run}")
         save_model_dir(ema if a.export_weights == "ema" else model, a.export, dtype=torch.float16,
-                       scheduler={"variance_type": "fixed_large"})
+                       scheduler=scheduler)
         with open(os.path.join(a.export, "training_state.json"), "w") as f:
             json.dump({"step": state["step"], "hours": round(state["elapsed"] / 3600, 3), "weights": a.export_weights,
                        "data": os.path.basename(state["args"].get("data") or ""),
                        "recipe": {k: v for k, v in state["args"].items()
                                   if k in ("batch", "crop", "lr", "warmup", "cooldown", "min_snr", "dc_weight",
                                            "circular_fraction", "mix_batches", "circular_crop", "circular_batch",
-                                           "ema", "seed")}},
+                                           "ema", "seed", "prediction")}},
                       f, indent=2)
             f.write("\n")
         what = "EMA" if a.export_weights == "ema" else "weights"
@@ -388,6 +432,8 @@ def main():
     ac = sched.alphas_cumprod.float()
     snr = ac / (1 - ac)
     weight = (snr.clamp(max=a.min_snr) / snr) if a.min_snr > 0 else torch.ones_like(snr)
+    if a.min_snr > 0 and a.prediction == "v_prediction":
+        weight = snr.clamp(max=a.min_snr) / (snr + 1)    # the same weighting of eps's error: L_v = L_simple / abar
     # Held-out crops measure generalisation; the 25 held-out textures differ from the
     # 208 training ones (256 training crops score 109 against them, 256 other held-out
     # crops 16: MODEL_CARD.md), so a fixed set of training crops tracks convergence too.
@@ -468,7 +514,7 @@ def main():
         swd_val = ""
         if a.eval_every and step % a.eval_every == 0:
             ema.eval()
-            fake = sample(ema, sched, 64, 64, 50, torch.Generator().manual_seed(123))
+            fake = sample(ema, sched, 64, 64, 50, torch.Generator().manual_seed(123), a.prediction)
             swd_val = f"{texture_metrics.swd(real, fake)[0]:.0f}"
             swd_train = f"{texture_metrics.swd(real_train, fake)[0]:.0f}"
             print(f"step {step}  SWD {swd_val} vs held-out, {swd_train} vs training crops "
@@ -483,7 +529,7 @@ def main():
             save_atomic({"config": cfg, "model": model.state_dict(), "ema": ema.state_dict(),
                          "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
                          "torch_rng": torch.get_rng_state(), "args": vars(a)}, ckpt_path)
-            save_model_dir(ema, os.path.join(a.run, "ema"), scheduler={"variance_type": "fixed_large"})
+            save_model_dir(ema, os.path.join(a.run, "ema"), scheduler=scheduler)
             t_ckpt = time.time()
             if stop:
                 break
