@@ -15,7 +15,6 @@ The same crops and noise for every model (fixed seeds), so models can be compare
 tileable mode: the crops are whole periods of tileable sources (as train.py's circular batches) and the network pads
 circularly, as a tileable run does.  A v-prediction model's output is turned into its eps_theta first."""
 import argparse
-import json
 import os
 import sys
 
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import Schedule, Textures, eps_from_output  # noqa: E402
-from unet_ref import Conv, load_model_dir  # noqa: E402
+from unet_ref import Conv, load_model_dir, prediction_type  # noqa: E402
 
 RANGES = [(0, 10), (10, 50), (50, 200), (200, 400), (400, 700), (700, 900), (900, 1000)]
 
@@ -43,8 +42,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_dir(a.model).eval()
-    with open(os.path.join(a.model, "scheduler_config.json")) as f:
-        prediction = json.load(f).get("prediction_type", "epsilon")
+    prediction = prediction_type(a.model)
     data = torch.load(a.data, weights_only=False)
     textures = Textures(data[a.split], a.size, seed=7)
     x0 = textures.periodic_batch(a.n, [a.size]) if a.circular else textures.batch(a.n)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from unet_ref import Conv, UNet2DModel, save_model_dir, load_model_dir  # noqa: E402
+from unet_ref import Conv, UNet2DModel, save_model_dir, load_model_dir, prediction_type  # noqa: E402
 import texture_metrics  # noqa: E402
 
 DEFAULT_MODEL = {
@@ -236,8 +236,9 @@ def ddpm_loss(model, x0, ac, weight, a):
         # noise, the network predicts x_0 itself instead of a tiny deviation of eps from x_t that the sampler
         # then magnifies by sqrt((1 - abar) / abar), up to 150 at t = 999
         target = at.sqrt() * eps - (1 - at).sqrt() * x0
-        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
-        err = at.sqrt() * (pred.float() - target)                       # eps_theta - eps, for the log
+        v_err = pred.float() - target
+        per_sample = v_err.pow(2).mean(dim=(1, 2, 3))
+        err = at.sqrt() * v_err                                          # eps_theta - eps, for the log
         simple = err.pow(2).mean().item()
     else:
         err = pred.float() - eps
@@ -264,8 +265,7 @@ def resolve_prediction(a, state):
     if a.prediction:
         return a.prediction
     if a.init_from:
-        with open(os.path.join(a.init_from, "scheduler_config.json")) as f:
-            return json.load(f).get("prediction_type", "epsilon")
+        return prediction_type(a.init_from)
     return "epsilon"
 
 
@@ -431,9 +431,9 @@ def main():
     sched = Schedule()
     ac = sched.alphas_cumprod.float()
     snr = ac / (1 - ac)
-    weight = (snr.clamp(max=a.min_snr) / snr) if a.min_snr > 0 else torch.ones_like(snr)
-    if a.min_snr > 0 and a.prediction == "v_prediction":
-        weight = snr.clamp(max=a.min_snr) / (snr + 1)    # the same weighting of eps's error: L_v = L_simple / abar
+    # Min-SNR's weight of eps's error; v's loss is already L_simple / abar = L_simple (snr + 1) / snr
+    v = a.prediction == "v_prediction"
+    weight = (snr.clamp(max=a.min_snr) / (snr + 1 if v else snr)) if a.min_snr > 0 else torch.ones_like(snr)
     # Held-out crops measure generalisation; the 25 held-out textures differ from the
     # 208 training ones (256 training crops score 109 against them, 256 other held-out
     # crops 16: MODEL_CARD.md), so a fixed set of training crops tracks convergence too.

@@ -306,6 +306,12 @@ def save_model_dir(model, path, dtype=torch.float32, scheduler=None, legacy_atte
         f.write("\n")
 
 
+def prediction_type(path):
+    """What a model folder's network outputs: "epsilon" or "v_prediction" (scheduler_config.json)."""
+    with open(os.path.join(path, "scheduler_config.json")) as f:
+        return json.load(f).get("prediction_type", SCHEDULER_DEFAULTS["prediction_type"])
+
+
 def load_model_dir(path, dtype=torch.float32):
     from safetensors.torch import load_file
     with open(os.path.join(path, "config.json")) as f:
