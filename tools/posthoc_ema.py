@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train import run_prediction  # noqa: E402
 from unet_ref import UNet2DModel, save_model_dir  # noqa: E402
 
 
@@ -70,9 +71,8 @@ def main():
     state = torch.load(os.path.join(a.run, "ckpt.pt"), weights_only=False, map_location="cpu")
     model = UNet2DModel(state["config"])
     model.load_state_dict(replay_ema(snaps, a.decay))   # strict: a snapshot of another architecture fails here
-    prediction = state["args"].get("prediction") or "epsilon"     # checkpoints from before the option trained eps
     save_model_dir(model, a.out, dtype=torch.float16,
-                   scheduler={"variance_type": "fixed_large", "prediction_type": prediction})
+                   scheduler={"variance_type": "fixed_large", "prediction_type": run_prediction(state)})
     with open(os.path.join(a.out, "training_state.json"), "w") as f:
         json.dump({"step": snaps[-1][0], "weights": "posthoc_ema", "decay": a.decay,
                    "snapshots": [snaps[0][0], snaps[-1][0], len(snaps)]}, f, indent=2)

@@ -252,12 +252,17 @@ def ddpm_loss(model, x0, ac, weight, a):
     return (weight[t] * per_sample).mean(), simple
 
 
+def run_prediction(state):
+    """What a run's checkpoint trains the network to output (checkpoints from before --prediction trained eps)."""
+    return state["args"].get("prediction") or "epsilon"
+
+
 def resolve_prediction(a, state):
     """The run's prediction type: a resumed run keeps the one it was trained with (a checkpoint from before the
     option trained eps), a run started --init-from a model takes that model's unless --prediction says otherwise,
     and a new run predicts eps unless told."""
     if state:
-        own = state["args"].get("prediction") or "epsilon"
+        own = run_prediction(state)
         if a.prediction and a.prediction != own:
             sys.exit(f"{a.run} trains {own}; resume it without --prediction, or start a new run with "
                      f"--init-from to switch")

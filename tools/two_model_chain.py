@@ -32,8 +32,8 @@ def ddim_step(x, x0, abar_t, abar_prev, eta, gen):
     return x + sigma * torch.randn(x.shape, generator=gen) if sigma > 0 else x
 
 
-def sample(models, switch, n, gen, steps=20, eta=0.5, eta_t_max=500, size=64):
-    ac = Schedule().alphas_cumprod.double()
+def sample(models, switch, ac, n, gen, steps=20, eta=0.5, eta_t_max=500, size=64):
+    """n images down the chain; ac is the schedule's alphas_cumprod."""
     ts = [i * (len(ac) // steps) for i in range(steps)][::-1]
     x = torch.randn(n, 3, size, size, generator=gen)
     for i, t in enumerate(ts):
@@ -59,11 +59,12 @@ def main():
     torch.set_num_threads(a.threads)
     Conv.circular = True
     models = {k: (load_model_dir(path).eval(), prediction_type(path)) for k, path in (("high", a.high), ("low", a.low))}
+    ac = Schedule().alphas_cumprod.double()
     os.makedirs(a.out, exist_ok=True)
     with torch.no_grad():
         for first in range(0, a.n, a.batch):
             n = min(a.batch, a.n - first)
-            x = sample(models, a.switch, n, torch.Generator().manual_seed(1 + first))
+            x = sample(models, a.switch, ac, n, torch.Generator().manual_seed(1 + first))
             pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
             for j in range(n):
                 Image.fromarray(pixels[j]).save(os.path.join(a.out, f"{1 + first + j}.png"))
